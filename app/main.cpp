@@ -1,0 +1,280 @@
+// app/main.cpp — the `tessera` command: generate, tokenize (serve and bench arrive with the serving layer).
+//
+// Plain text goes to stdout, logs to stderr.  Bad input (a missing model, a corrupt file, a prompt longer
+// than the context) is one clear line on stderr and exit code 2; a bug aborts.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <csignal>
+
+#include "common/check.h"
+#include "coordinator/generate.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "parallel/bootstrap.h"
+#include "parallel/mpi_dispatcher.h"
+#include "worker/engine.h"
+#include "worker/model/weights.h"
+#include "worker/worker_loop.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using tessera::Error;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// `default` is the SmolLM2 GGUF that scripts/fetch-model.sh puts in the cache.
+std::string resolve_model(const std::string& model) {
+  if (model != "default") return model;
+  std::string cache;
+  if (const char* c = std::getenv("TESSERA_CACHE"); c && *c) {
+    cache = c;
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
+    cache = std::string(x) + "/tessera";
+  } else if (const char* h = std::getenv("HOME"); h && *h) {
+    cache = std::string(h) + "/.cache/tessera";
+  } else {
+    throw Error("--model default: neither TESSERA_CACHE nor HOME is set");
+  }
+  const std::string path = cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::fclose(f);
+    return path;
+  }
+  throw Error("--model default: " + path + " does not exist; run scripts/fetch-model.sh first");
+}
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const long v = std::stol(item, &used);
+      if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("range");
+      ids.push_back(static_cast<int32_t>(v));
+    } catch (const std::exception&) {
+      throw Error("--prompt-ids: '" + item + "' is not a token id");
+    }
+  }
+  return ids;
+}
+
+struct GenerateOptions {
+  std::string model = "default";
+  std::vector<std::string> prompts;
+  std::string prompt_ids;
+  int32_t max_tokens = 16;
+  float temperature = 0.0f, top_p = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
+  int32_t top_k = -1;
+  std::optional<uint64_t> seed;
+  std::string output = "text";
+  bool chat = false, ignore_eos = false;
+  int tp = 0;                  // 0: whatever mpirun started (world size - 1), 1 without mpirun
+  double step_timeout_s = 60;  // a step that takes longer means a rank is gone
+};
+
+// The model behind the coordinator's dispatcher: in-process at TP = 1, MPI workers otherwise.
+struct Cluster {
+  std::unique_ptr<tessera::worker::Transformer> model;  // in-process only
+  std::unique_ptr<tessera::parallel::Dispatcher> dispatcher;
+  tessera::model::ModelConfig config;
+};
+
+Cluster start_cluster(const tessera::parallel::Topology& topo, const std::string& path, int tp_flag,
+                      double step_timeout_s) {
+  Cluster c;
+  if (topo.in_process()) {
+    if (tp_flag > 1)
+      throw Error("--tp " + std::to_string(tp_flag) + " needs " + std::to_string(tp_flag) +
+                  " worker processes: run it as mpirun -np " + std::to_string(tp_flag + 1) + " tessera ...");
+    const auto t0 = Clock::now();
+    c.model = std::make_unique<tessera::worker::Transformer>(tessera::model::load_weights(path));
+    c.config = c.model->config();
+    spdlog::info("loaded {} ({}, {} layers, hidden {}, {:.0f} MB fp32) in {:.0f} ms", path,
+                 tessera::model::arch_name(c.config.arch), c.config.n_layers, c.config.hidden,
+                 c.model->weights().n_bytes() / 1e6, ms_since(t0));
+    c.dispatcher = std::make_unique<tessera::worker::LocalDispatcher>(*c.model);
+    return c;
+  }
+  const int tp = topo.tp_size();
+  if (tp_flag != 0 && tp_flag != tp)
+    throw Error("--tp " + std::to_string(tp_flag) + " but mpirun started " + std::to_string(topo.world_size) +
+                " processes (1 coordinator + " + std::to_string(tp) + " workers): use mpirun -np " +
+                std::to_string(tp_flag + 1));
+  c.config = tessera::model::read_model_config(path);
+  tessera::parallel::check_tp_size(tessera::model::shard_shape(c.config), tp);
+  c.dispatcher = std::make_unique<tessera::parallel::MpiDispatcher>(topo.world, tp, step_timeout_s);
+  spdlog::info("cluster: coordinator + {} tensor-parallel workers serving {}", tp, path);
+  return c;
+}
+
+int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& topo) {
+  const std::string path = resolve_model(o.model);
+  std::optional<tessera::tokenizer::Tokenizer> tok;
+  if (o.prompt_ids.empty() || tessera::model::is_gguf_path(path)) {
+    tok = tessera::tokenizer::Tokenizer::from_model_path(path);
+  }
+  std::vector<tessera::coordinator::GenerateRequest> reqs;
+  tessera::sampler::SamplingParams sp;
+  sp.temperature = o.temperature;
+  sp.top_p = o.top_p;
+  sp.top_k = o.top_k;
+  sp.presence_penalty = o.presence_penalty;
+  sp.frequency_penalty = o.frequency_penalty;
+  sp.seed = o.seed ? *o.seed : std::random_device{}();
+  std::vector<int32_t> stop_ids;
+  if (tok && !o.ignore_eos) stop_ids = tok->stop_ids();
+  auto add = [&](std::vector<int32_t> ids) {
+    tessera::coordinator::GenerateRequest r;
+    r.prompt = std::move(ids);
+    r.max_tokens = o.max_tokens;
+    r.sampling = sp;
+    r.stop_ids = stop_ids;
+    reqs.push_back(std::move(r));
+  };
+  if (!o.prompt_ids.empty()) add(parse_ids(o.prompt_ids));
+  for (const auto& p : o.prompts) {
+    if (!tok) throw Error(path + ": no tokenizer.json next to the model: use --prompt-ids");
+    if (o.chat) {
+      add(tok->encode(tok->apply_chat_template({{"user", p}}, true), false, true));
+    } else {
+      add(tok->encode(p, true, false));
+    }
+  }
+  if (reqs.empty()) throw Error("give --prompt or --prompt-ids");
+
+  Cluster cluster = start_cluster(topo, path, o.tp, o.step_timeout_s);
+  // Stream a single plain-text generation as it is produced; batches print at the end.
+  const bool stream = o.output == "text" && reqs.size() == 1 && tok;
+  std::optional<tessera::tokenizer::IncrementalDecoder> dec;
+  if (stream) dec.emplace(*tok);
+  auto t0 = Clock::now();
+  double t_first = 0.0;
+  size_t n_generated = 0;
+  auto results = tessera::coordinator::generate(*cluster.dispatcher, {cluster.config.vocab, cluster.config.max_ctx},
+                                                reqs, [&](size_t, int32_t id) {
+                                                  if (n_generated++ == 0) t_first = ms_since(t0);
+                                                  if (stream) std::cout << dec->push(id) << std::flush;
+                                                });
+  const double t_total = ms_since(t0);
+  size_t n_prompt = 0;
+  for (const auto& r : reqs) n_prompt += r.prompt.size();
+  const size_t n_decode = n_generated - reqs.size();  // tokens produced by decode steps
+  spdlog::info(
+      "prefill: {} prompt tokens in {} rows, {:.1f} ms ({:.1f} tok/s); decode: {} tokens in {:.1f} ms "
+      "({:.1f} tok/s); TP {}",
+      n_prompt, reqs.size(), t_first, n_prompt / (t_first / 1e3), n_decode, t_total - t_first,
+      n_decode / ((t_total - t_first) / 1e3), cluster.dispatcher->tp_size());
+  if (!topo.in_process()) {
+    tessera::parallel::StepPlan bye;
+    bye.kind = tessera::parallel::StepPlan::Kind::kShutdown;
+    cluster.dispatcher->run(bye);
+  }
+  if (stream) {
+    std::cout << dec->flush() << "\n";
+    return 0;
+  }
+  for (const auto& r : results) {
+    const std::string text = tok ? tok->decode(r.tokens, true) : "";
+    if (o.output == "json") {
+      nlohmann::json j = {{"token_ids", r.tokens}, {"text", text}, {"finish_reason", r.finish_reason}};
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else {
+      std::cout << text << "\n";
+    }
+  }
+  return 0;
+}
+
+int run_tokenize(const std::string& model, const std::string& text, bool add_special) {
+  const auto tok = tessera::tokenizer::Tokenizer::from_model_path(resolve_model(model));
+  std::cout << nlohmann::json(tok.encode(text, add_special, true)).dump() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // libgomp reads OMP_WAIT_POLICY when it is loaded, before main. Its default (spin) makes idle OpenMP threads
+  // burn the cores the next GEMM needs whenever the machine has other work (measured on 2 busy cores: decode
+  // 1.1 tok/s spinning, 7.4 tok/s passive), so unless the user chose, start again with the passive policy.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the default
+  }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("tessera"));
+  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  if (const char* lvl = std::getenv("TESSERA_LOG_LEVEL")) spdlog::set_level(spdlog::level::from_str(lvl));
+
+  CLI::App app{"tessera: a tensor-parallel serving cluster for transformer language models"};
+  app.require_subcommand(1);
+
+  GenerateOptions g;
+  auto* gen = app.add_subcommand("generate", "generate text from a prompt");
+  gen->add_option("--model", g.model, "a .gguf file, a Hugging Face directory, or 'default' (SmolLM2-135M)");
+  gen->add_option("--prompt", g.prompts, "prompt text (repeat for a pre-padded batch)");
+  gen->add_option("--prompt-ids", g.prompt_ids, "prompt as comma-separated token ids");
+  gen->add_option("--max-tokens", g.max_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+  gen->add_option("--temperature", g.temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));
+  gen->add_option("--top-p", g.top_p)->check(CLI::Range(0.0f, 1.0f));
+  gen->add_option("--top-k", g.top_k);
+  gen->add_option("--presence-penalty", g.presence_penalty)->check(CLI::Range(-2.0f, 2.0f));
+  gen->add_option("--frequency-penalty", g.frequency_penalty)->check(CLI::Range(-2.0f, 2.0f));
+  gen->add_option("--seed", g.seed, "sampling seed (default: random)");
+  gen->add_option("--output", g.output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  gen->add_flag("--chat", g.chat, "wrap the prompt in the model's chat template as a user message");
+  gen->add_flag("--ignore-eos", g.ignore_eos, "do not stop at end-of-sequence tokens");
+  gen->add_option("--tp", g.tp, "tensor-parallel size (under mpirun: the number of worker processes)")
+      ->check(CLI::Range(0, 1024));
+  gen->add_option("--step-timeout", g.step_timeout_s, "seconds a step may take before the cluster is declared dead");
+
+  std::string tk_model = "default", tk_text;
+  bool tk_special = false;
+  auto* tkz = app.add_subcommand("tokenize", "print the token ids of a text as JSON");
+  tkz->add_option("--model", tk_model);
+  tkz->add_option("--text", tk_text)->required();
+  tkz->add_flag("--add-special", tk_special, "prepend BOS when the model wants one");
+
+  CLI11_PARSE(app, argc, argv);
+  tessera::parallel::Topology topo;
+  try {
+    topo = tessera::parallel::bootstrap(&argc, &argv);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  }
+  std::signal(SIGTERM, [](int) { tessera::parallel::request_stop(); });
+  std::signal(SIGINT, [](int) { tessera::parallel::request_stop(); });
+  int code = 1;
+  if (!topo.is_coordinator()) {
+    // A worker process: only cluster commands have work for it.
+    code = gen->parsed() ? tessera::worker::run_worker(topo, resolve_model(g.model)) : 0;
+    tessera::parallel::finalize(topo);
+    return code;
+  }
+  try {
+    if (gen->parsed()) code = run_generate(g, topo);
+    if (tkz->parsed()) code = run_tokenize(tk_model, tk_text, tk_special);
+  } catch (const tessera::Error& e) {
+    spdlog::error("{}", e.what());
+    // Under mpirun the workers may be mid-load or mid-step: end the whole job, non-zero.
+    if (!topo.in_process()) tessera::parallel::abort_job(topo, 2);
+    return 2;
+  }
+  tessera::parallel::finalize(topo);
+  return code;
+}

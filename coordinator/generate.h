@@ -1,0 +1,47 @@
+// coordinator/generate.h — batch generation through a Dispatcher: the requests run as one pre-padded prefill
+// group, then as batched decode steps; a sequence that finishes leaves the batch at the next step and its
+// slot is released. (The serving scheduler of issue 4 generalizes this loop to requests arriving over time.)
+//
+// In: GenerateRequests (token ids + limits + sampling).  Out: the generated ids, their logprobs and why each
+// stopped.  Every sequence samples with its own (seed, step) stream on the workers, so its tokens do not
+// depend on which other requests share the batch, on its pad offset or on the tensor-parallel size.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "parallel/transport.h"
+#include "worker/sampler.h"
+
+namespace tessera::coordinator {
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;  // non-empty
+  int32_t max_tokens = 16;      // >= 1
+  sampler::SamplingParams sampling;
+  std::vector<int32_t> stop_ids;  // generation ends after emitting one of these (it is kept in the output)
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::string finish_reason;  // "stop" or "length"
+};
+
+struct ModelLimits {
+  int64_t vocab = 0;
+  int64_t max_ctx = 0;
+};
+
+// Called after each sampled token: (request index, token).
+using TokenCallback = std::function<void(size_t, int32_t)>;
+
+// Throws tessera::Error when a request is invalid (empty prompt, ids outside the vocabulary, prompt + max_tokens
+// longer than the model's context, bad sampling parameters), naming the request and the field, before anything
+// is sent; and when the cluster fails.
+std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const ModelLimits& limits,
+                                     const std::vector<GenerateRequest>& requests, const TokenCallback& on_token = {});
+
+}  // namespace tessera::coordinator

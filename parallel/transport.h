@@ -1,0 +1,77 @@
+// parallel/transport.h — the coordinator ⇄ worker wire: one StepPlan out per step (broadcast to every worker),
+// one StepResult back (from tensor-parallel rank 0), both versioned and length-checked.
+//
+// A step releases finished slots, runs at most one pre-padded prefill group and a batch of decodes (continuous
+// batching: both in one step), and samples one token per row on TP rank 0. Workers keep per-slot sampling
+// state (params, step counter, generated-token counts) from the prefill that opened the slot until it is
+// released, so a decode row carries only (token, slot, position).
+// Dispatcher is the one interface the coordinator drives: in-process at TP = 1 (worker/local_dispatcher.h),
+// over MPI otherwise (parallel/mpi_dispatcher.h).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace tessera::parallel {
+
+inline constexpr uint32_t kWireMagic = 0x54455353;  // "TESS"
+inline constexpr uint32_t kWireVersion = 1;
+
+struct SeqSampling {
+  float temperature = 0.0f, top_p = 1.0f;
+  int32_t top_k = -1;
+  float presence_penalty = 0.0f, frequency_penalty = 0.0f;
+  uint64_t seed = 0;
+  int32_t n_logprobs = 0;
+};
+
+struct StepPlan {
+  enum class Kind : uint32_t { kStep = 1, kConfigure = 2, kShutdown = 3 };
+  Kind kind = Kind::kStep;
+  uint64_t step_id = 0;
+  // kConfigure: (re)allocate the KV cache.
+  int32_t n_slots = 0, max_ctx = 0;
+  // kStep, in this order: release slots, prefill group (rows first in the result), decodes.
+  std::vector<int32_t> release_slots;
+  int32_t prefill_cols = 0;                                            // L
+  std::vector<int32_t> prefill_tokens;                                 // [B, L] left-padded
+  std::vector<int32_t> prefill_pad;                                    // [B]
+  std::vector<int32_t> prefill_slots;                                  // [B]
+  std::vector<SeqSampling> prefill_sampling;                           // [B]
+  std::vector<int32_t> decode_tokens, decode_slots, decode_positions;  // [D]
+  int64_t n_rows() const { return static_cast<int64_t>(prefill_pad.size() + decode_tokens.size()); }
+};
+
+struct TopLogprob {
+  int32_t token;
+  float logprob;
+};
+
+struct StepResult {
+  uint64_t step_id = 0;
+  std::vector<int32_t> tokens;                        // [B + D]: prefill rows, then decode rows
+  std::vector<float> logprobs;                        // [B + D]
+  std::vector<std::vector<TopLogprob>> top_logprobs;  // [B + D], each n_logprobs long
+  std::string error;  // non-empty: the step failed on the workers (the message names the rank)
+  double step_seconds = 0.0, collective_seconds = 0.0;  // TP rank 0's timings of this step
+};
+
+std::vector<uint8_t> encode_plan(const StepPlan& plan);
+std::vector<uint8_t> encode_result(const StepResult& result);
+// Throw tessera::Error on a wrong magic, a version mismatch ("wire version 2, this build speaks 1") or a
+// size that does not add up.
+StepPlan decode_plan(std::span<const uint8_t> bytes);
+StepResult decode_result(std::span<const uint8_t> bytes);
+
+class Dispatcher {
+ public:
+  virtual ~Dispatcher() = default;
+  // Runs one plan on every worker and returns TP rank 0's result. Throws tessera::Error when the cluster
+  // failed (a rank died, a collective failed, a wire mismatch).
+  virtual StepResult run(const StepPlan& plan) = 0;
+  virtual int tp_size() const = 0;
+};
+
+}  // namespace tessera::parallel

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Configures and builds tessera in ${TESSERA_BUILD_DIR:-build}. Extra arguments go to cmake's configure step.
+# Incremental: a second run with nothing changed takes a second.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cmake -S "$repo_root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >"$build_dir.configure.log" 2>&1 || {
+  cat "$build_dir.configure.log" >&2
+  exit 1
+}
+cmake --build "$build_dir" -j "$(nproc)"

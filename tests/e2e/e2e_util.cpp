@@ -1,0 +1,87 @@
+// tests/e2e/e2e_util.cpp — see e2e_util.h.
+#include "tests/e2e/e2e_util.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "worker/engine.h"
+
+namespace tessera::e2e {
+
+std::string env_dir(const char* var) {
+  if (const char* v = std::getenv(var)) return v;
+  const std::string name(var);
+#ifdef TESSERA_ORACLES
+  if (name == "TESSERA_ORACLES") return TESSERA_ORACLES;
+#endif
+#ifdef TESSERA_SMOLLM2_REF
+  if (name == "TESSERA_SMOLLM2_REF") return TESSERA_SMOLLM2_REF;
+#endif
+#ifdef TESSERA_DEFAULT_MODEL
+  if (name == "TESSERA_DEFAULT_MODEL") return TESSERA_DEFAULT_MODEL;
+#endif
+  return {};
+}
+
+Reference read_reference(const std::string& dir) {
+  Reference r;
+  r.dir = dir;
+  std::ifstream in(dir + "/reference.json");
+  if (!in) {
+    ADD_FAILURE() << "cannot open " << dir << "/reference.json";
+    return r;
+  }
+  const auto j = nlohmann::json::parse(in);
+  r.model = j.value("model", "");
+  r.arch = j.value("arch", "");
+  for (const auto& jc : j.at("cases")) {
+    RefCase c;
+    c.prompt_ids = jc.at("prompt_ids").get<std::vector<int32_t>>();
+    c.greedy_ids = jc.at("greedy_ids").get<std::vector<int32_t>>();
+    c.n_steps = jc.at("n_steps").get<int64_t>();
+    c.vocab = jc.at("vocab").get<int64_t>();
+    c.prompt_text = jc.value("prompt_text", "");
+    c.greedy_text = jc.value("greedy_text", "");
+    std::ifstream lf(dir + "/" + jc.at("logits_file").get<std::string>(), std::ios::binary);
+    c.logits.resize(static_cast<size_t>(c.n_steps * c.vocab));
+    lf.read(reinterpret_cast<char*>(c.logits.data()), static_cast<std::streamsize>(c.logits.size() * sizeof(float)));
+    if (!lf) ADD_FAILURE() << "short logits file in " << dir;
+    r.cases.push_back(std::move(c));
+  }
+  return r;
+}
+
+std::vector<coordinator::GenerateResult> generate(worker::Transformer& model,
+                                                  const std::vector<coordinator::GenerateRequest>& requests) {
+  worker::LocalDispatcher dispatcher(model);
+  return coordinator::generate(dispatcher, {model.config().vocab, model.config().max_ctx}, requests);
+}
+
+LogitStats compare_logits(worker::Transformer& model, const RefCase& c) {
+  LogitStats s;
+  const int64_t V = c.vocab;
+  EXPECT_EQ(V, model.config().vocab);
+  auto cache = model.make_cache(1, static_cast<int64_t>(c.prompt_ids.size() + c.greedy_ids.size()) + 1);
+  auto check = [&](const std::vector<float>& got, int64_t step) {
+    const float* ref = c.logits.data() + step * V;
+    for (int64_t i = 0; i < V; ++i) s.max_abs_diff = std::max(s.max_abs_diff, double(std::abs(got[i] - ref[i])));
+    const auto top_got = std::max_element(got.begin(), got.begin() + V) - got.begin();
+    const auto top_ref = std::max_element(ref, ref + V) - ref;
+    if (top_got != top_ref) ++s.top1_mismatches;
+  };
+  auto logits = model.prefill(worker::PrefillGroup::make({c.prompt_ids}, {0}), cache);
+  check(logits, 0);
+  int32_t pos = static_cast<int32_t>(c.prompt_ids.size());
+  for (int64_t t = 0; t + 1 < c.n_steps && t < static_cast<int64_t>(c.greedy_ids.size()); ++t) {
+    logits = model.decode({c.greedy_ids[static_cast<size_t>(t)]}, {0}, {pos++}, cache);
+    check(logits, t + 1);
+  }
+  return s;
+}
+
+}  // namespace tessera::e2e

@@ -1,0 +1,208 @@
+// tests/kernels/test_cpu_ops.cpp — each CPU op against a naive float64 formulation written differently
+// (explicit masks, full softmax, explicit rotation matrices), on random non-zero data over many shapes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace {
+
+using tessera::ops::attention_decode;
+using tessera::ops::attention_prefill;
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& ref, double atol, double rtol) {
+  ASSERT_EQ(got.size(), ref.size());
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!(std::abs(got[i] - ref[i]) <= atol + rtol * std::abs(ref[i]))) {
+      if (bad++ < 5) ADD_FAILURE() << "element " << i << ": got " << got[i] << ", want " << ref[i];
+    }
+  }
+  EXPECT_EQ(bad, 0u) << "wrong elements out of " << got.size();
+}
+
+TEST(CpuOps, LinearMatchesNaive) {
+  for (auto [m, n, k] : {std::tuple{1, 7, 5}, {3, 17, 33}, {16, 64, 128}, {5, 1, 9}}) {
+    auto x = randn(m * k, 1), w = randn(n * k, 2), b = randn(n, 3);
+    std::vector<float> y(m * n, NAN);
+    tessera::ops::linear(x.data(), w.data(), b.data(), y.data(), m, n, k);
+    std::vector<double> ref(m * n);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        double acc = b[j];
+        for (int t = 0; t < k; ++t) acc += static_cast<double>(x[i * k + t]) * w[j * k + t];
+        ref[i * n + j] = acc;
+      }
+    expect_close(y, ref, 1e-4, 1e-4);
+  }
+}
+
+TEST(CpuOps, NormsMatchNaive) {
+  for (int dim : {1, 7, 64, 576, 4099}) {
+    const int rows = 3;
+    auto x = randn(rows * dim, 4, 2.0f), g = randn(dim, 5), bta = randn(dim, 6), delta = randn(rows * dim, 7);
+    std::vector<float> y(rows * dim, NAN), y2(rows * dim, NAN), res = x;
+    std::vector<double> rms_ref(rows * dim), ln_ref(rows * dim), add_ref(rows * dim);
+    for (int r = 0; r < rows; ++r) {
+      double ss = 0, mean = 0, var = 0, ss2 = 0;
+      for (int c = 0; c < dim; ++c) {
+        ss += double(x[r * dim + c]) * x[r * dim + c];
+        mean += x[r * dim + c];
+        const double s = double(x[r * dim + c]) + delta[r * dim + c];
+        ss2 += s * s;
+      }
+      mean /= dim;
+      for (int c = 0; c < dim; ++c) var += (x[r * dim + c] - mean) * (x[r * dim + c] - mean);
+      for (int c = 0; c < dim; ++c) {
+        rms_ref[r * dim + c] = x[r * dim + c] / std::sqrt(ss / dim + 1e-5) * g[c];
+        ln_ref[r * dim + c] = (x[r * dim + c] - mean) / std::sqrt(var / dim + 1e-5) * g[c] + bta[c];
+        add_ref[r * dim + c] = (double(x[r * dim + c]) + delta[r * dim + c]) / std::sqrt(ss2 / dim + 1e-5) * g[c];
+      }
+    }
+    tessera::ops::rms_norm(x.data(), g.data(), y.data(), rows, dim, 1e-5f);
+    expect_close(y, rms_ref, 1e-5, 1e-5);
+    tessera::ops::layer_norm(x.data(), g.data(), bta.data(), y.data(), rows, dim, 1e-5f);
+    expect_close(y, ln_ref, 1e-5, 1e-4);
+    tessera::ops::add_rms_norm(res.data(), delta.data(), g.data(), y2.data(), rows, dim, 1e-5f);
+    expect_close(y2, add_ref, 1e-5, 1e-5);
+    for (int i = 0; i < rows * dim; ++i) ASSERT_FLOAT_EQ(res[i], x[i] + delta[i]);
+  }
+}
+
+TEST(CpuOps, RopeIsARotationByPositionTimesFrequency) {
+  const int rows = 4, heads = 3, hd = 8, stride = heads * hd + 5;
+  auto x = randn(rows * stride, 8);
+  auto y = x;
+  std::vector<int32_t> pos = {0, 1, 7, 1000};
+  tessera::ops::rope(y.data(), pos.data(), rows, heads, hd, stride, 10000.0f);
+  for (int r = 0; r < rows; ++r)
+    for (int h = 0; h < heads; ++h)
+      for (int d = 0; d < hd / 2; ++d) {
+        const double ang = pos[r] * std::pow(10000.0, -2.0 * d / hd);
+        const double a = x[r * stride + h * hd + d], b = x[r * stride + h * hd + d + hd / 2];
+        EXPECT_NEAR(y[r * stride + h * hd + d], a * std::cos(ang) - b * std::sin(ang), 2e-4);
+        EXPECT_NEAR(y[r * stride + h * hd + d + hd / 2], b * std::cos(ang) + a * std::sin(ang), 2e-4);
+      }
+  for (int r = 0; r < rows; ++r)  // the bytes after the heads are untouched
+    for (int c = heads * hd; c < stride; ++c) EXPECT_EQ(y[r * stride + c], x[r * stride + c]);
+}
+
+// Full-matrix reference: scores with an explicit causal + pad mask, softmax in double.
+std::vector<double> naive_prefill(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                                  const std::vector<int32_t>& pad, int B, int L, int H, int KV, int D) {
+  std::vector<double> out(static_cast<size_t>(B) * L * H * D, 0.0);
+  const double scale = 1.0 / std::sqrt(double(D));
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      const int kvh = h / (H / KV);
+      for (int i = pad[b]; i < L; ++i) {
+        std::vector<double> s(L, -INFINITY);
+        double mx = -INFINITY;
+        for (int j = 0; j < L; ++j) {
+          if (j < pad[b] || j > i) continue;
+          double dot = 0;
+          for (int d = 0; d < D; ++d)
+            dot += double(q[((b * L + i) * H + h) * D + d]) * k[((b * L + j) * KV + kvh) * D + d];
+          s[j] = dot * scale;
+          mx = std::max(mx, s[j]);
+        }
+        double den = 0;
+        for (int j = 0; j < L; ++j) den += std::isinf(s[j]) ? 0 : std::exp(s[j] - mx);
+        for (int j = 0; j < L; ++j) {
+          if (std::isinf(s[j])) continue;
+          const double p = std::exp(s[j] - mx) / den;
+          for (int d = 0; d < D; ++d) out[((b * L + i) * H + h) * D + d] += p * v[((b * L + j) * KV + kvh) * D + d];
+        }
+      }
+    }
+  return out;
+}
+
+TEST(CpuOps, PrefillAttentionMatchesMaskedSoftmax) {
+  struct Case {
+    int B, L, H, KV, D;
+    std::vector<int32_t> pad;
+  };
+  for (const Case& c : {Case{1, 1, 2, 2, 8, {0}}, Case{2, 9, 4, 2, 16, {0, 5}}, Case{3, 130, 6, 2, 64, {0, 1, 129}},
+                        Case{2, 70, 8, 1, 32, {3, 69}}}) {
+    auto q = randn(size_t(c.B) * c.L * c.H * c.D, 10), k = randn(size_t(c.B) * c.L * c.KV * c.D, 11),
+         v = randn(size_t(c.B) * c.L * c.KV * c.D, 12);
+    std::vector<float> out(q.size(), NAN);
+    attention_prefill(q.data(), c.H * c.D, k.data(), v.data(), c.KV * c.D, c.pad.data(), out.data(), c.B, c.L, c.H,
+                      c.KV, c.D, 1.0f / std::sqrt(float(c.D)));
+    expect_close(out, naive_prefill(q, k, v, c.pad, c.B, c.L, c.H, c.KV, c.D), 1e-5, 1e-4);
+  }
+}
+
+TEST(CpuOps, PadKeysAreNeverRead) {
+  // NaN in every pad column of K and V must not reach any output.
+  const int B = 2, L = 12, H = 2, KV = 1, D = 8;
+  std::vector<int32_t> pad = {4, 0};
+  auto q = randn(B * L * H * D, 20), k = randn(B * L * KV * D, 21), v = randn(B * L * KV * D, 22);
+  for (int j = 0; j < pad[0]; ++j)
+    for (int d = 0; d < KV * D; ++d) k[j * KV * D + d] = v[j * KV * D + d] = NAN;
+  std::vector<float> out(q.size(), 1.0f);
+  attention_prefill(q.data(), H * D, k.data(), v.data(), KV * D, pad.data(), out.data(), B, L, H, KV, D, 0.35f);
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_FALSE(std::isnan(out[i])) << i;
+  for (int i = 0; i < pad[0] * H * D; ++i) ASSERT_EQ(out[i], 0.0f) << "pad query rows are zeros";
+}
+
+TEST(CpuOps, DecodeEqualsLastPrefillRowThroughTheCache) {
+  // Prefill a group into the cache, then one decode query per sequence over its range must equal the prefill
+  // result for a query at that position.
+  const int B = 3, L = 40, H = 4, KV = 2, D = 16, max_ctx = 64, slots_n = 5;
+  std::vector<int32_t> pad = {0, 7, 39};
+  auto q = randn(B * L * H * D, 30), k = randn(B * L * KV * D, 31), v = randn(B * L * KV * D, 32);
+  std::vector<float> prefill_out(q.size(), NAN);
+  attention_prefill(q.data(), H * D, k.data(), v.data(), KV * D, pad.data(), prefill_out.data(), B, L, H, KV, D, 0.25f);
+  std::vector<float> ck(size_t(slots_n) * KV * max_ctx * D, NAN), cv = ck;
+  std::vector<int32_t> slot_of_row = {4, 0, 2}, slots(B * L), positions(B * L);
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < L; ++c) {
+      slots[b * L + c] = c < pad[b] ? -1 : slot_of_row[b];
+      positions[b * L + c] = c < pad[b] ? 0 : c - pad[b];
+    }
+  tessera::ops::kv_write(k.data(), v.data(), KV * D, slots.data(), positions.data(), B * L, ck.data(), cv.data(), KV,
+                         max_ctx, D);
+  std::vector<float> qlast(B * H * D), dec(B * H * D, NAN);
+  std::vector<int32_t> starts(B, 0), lens(B);
+  for (int b = 0; b < B; ++b) {
+    std::copy_n(q.begin() + (b * L + L - 1) * H * D, H * D, qlast.begin() + b * H * D);
+    lens[b] = L - pad[b];
+  }
+  attention_decode(qlast.data(), H * D, ck.data(), cv.data(), slot_of_row.data(), starts.data(), lens.data(),
+                   dec.data(), B, H, KV, D, max_ctx, 0.25f);
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < H * D; ++i) EXPECT_EQ(dec[b * H * D + i], prefill_out[(b * L + L - 1) * H * D + i]);
+}
+
+TEST(CpuOps, ActivationsMatchFormulas) {
+  auto x = randn(3 * 10, 40, 3.0f), b = randn(10, 41);
+  auto y = x;
+  tessera::ops::add_bias_gelu(y.data(), b.data(), 3, 10);
+  for (int i = 0; i < 30; ++i) {
+    const double u = double(x[i]) + b[i % 10];
+    EXPECT_NEAR(y[i], 0.5 * u * (1 + std::tanh(std::sqrt(2 / M_PI) * (u + 0.044715 * u * u * u))), 1e-5);
+  }
+  auto gu = randn(2 * 2 * 6, 42, 3.0f);
+  std::vector<float> o(2 * 6, NAN);
+  tessera::ops::silu_mul(gu.data(), o.data(), 2, 6);
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 6; ++c) {
+      const double g = gu[r * 12 + c], u = gu[r * 12 + 6 + c];
+      EXPECT_NEAR(o[r * 6 + c], g / (1 + std::exp(-g)) * u, 1e-5);
+    }
+}
+
+}  // namespace

@@ -1,0 +1,58 @@
+// worker/engine.h — a worker's step: StepPlan in (release slots, prefill group, decodes), StepResult out
+// (one sampled token per row, on TP rank 0).
+//
+// The engine owns the KV cache and each slot's sampling state (params, step counter, generated-token counts),
+// opened by the prefill that fills the slot and closed by its release. execute() is collective over the
+// Transformer's TP group: every rank runs every plan in the same order. Not thread-safe: one engine loop.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "parallel/transport.h"
+#include "worker/model/transformer.h"
+#include "worker/sampler.h"
+
+namespace tessera::worker {
+
+class Engine {
+ public:
+  // `tp_rank` decides who samples (rank 0). The model must outlive the engine.
+  Engine(Transformer& model, int tp_rank);
+
+  parallel::StepResult execute(const parallel::StepPlan& plan);
+  Transformer& model() { return model_; }
+  const KvCache* cache() const { return cache_ ? &*cache_ : nullptr; }
+
+ private:
+  struct SlotState {
+    sampler::SamplingParams params;
+    uint64_t step = 0;  // tokens generated so far
+    std::unordered_map<int32_t, int32_t> counts;
+  };
+  void sample_rows(const std::vector<float>& logits, const std::vector<int32_t>& slots, parallel::StepResult& out);
+
+  Transformer& model_;
+  int tp_rank_;
+  std::optional<KvCache> cache_;
+  std::vector<std::optional<SlotState>> slots_;
+};
+
+// The in-process dispatcher: TP = 1, no MPI; what a single `tessera` process and the tests use.
+class LocalDispatcher final : public parallel::Dispatcher {
+ public:
+  explicit LocalDispatcher(Transformer& model) : engine_(model, 0) {}
+  parallel::StepResult run(const parallel::StepPlan& plan) override { return engine_.execute(plan); }
+  int tp_size() const override { return 1; }
+  Engine& engine() { return engine_; }
+
+ private:
+  Engine engine_;
+};
+
+sampler::SamplingParams to_sampling_params(const parallel::SeqSampling& s);
+parallel::SeqSampling to_seq_sampling(const sampler::SamplingParams& p);
+
+}  // namespace tessera::worker

@@ -1,0 +1,76 @@
+// worker/sampler.h — the last stage of a worker's step: one row of logits in, one token (+ logprobs) out.
+//
+// In: the full-vocabulary logits of one sequence (after the lm_head gather), its SamplingParams, the decode
+// step and the counts of the tokens it has generated so far. Out: the token, its logprob and the top logprobs.
+//
+// Guarantees
+// - Pure function of (logits, params, step, generated_counts): the same inputs give the same token whatever
+//   else is in the batch, on any thread, at any tensor-parallel size. The randomness is one Philox4x32-10
+//   uniform keyed by (seed, step) — kernels/philox.h, the same function the GPU sampler uses.
+// - Processing order (vLLM / OpenAI semantics):
+//     1. penalties, over generated tokens only:
+//          logit[t] -= frequency_penalty * count[t] + presence_penalty * (count[t] > 0)
+//     2. temperature: below kGreedyTemperature (0 included) → greedy: argmax of the penalized logits, ties to
+//        the lowest token id; steps 3–5 are skipped. Otherwise probabilities are softmax(penalized / T).
+//     3. top-k (top_k ≥ 1 and < vocab): keep the k most probable tokens (ties by lowest id).
+//     4. top-p (< 1): keep the smallest prefix, in descending-probability order (ties by lowest id), whose
+//        probability renormalized over the top-k survivors is ≥ top_p; always at least one token.
+//     5. draw: u = philox(seed, counter (step, 0)) in [0, 1); inverse CDF over the kept tokens in descending-
+//        probability order (ties by lowest id): the first token whose cumulative probability exceeds u times
+//        the kept mass. A token whose probability underflows to 0 in fp32 is never drawn.
+// - Logprobs (`logprob`, `top_logprobs`) come from the RAW model distribution, log_softmax(logits), before
+//   penalties, temperature, top-k and top-p — what vLLM returns by default — so they describe the model, not
+//   the sampling settings. top_logprobs lists the n_logprobs most probable tokens of that distribution,
+//   descending, ties by lowest id.
+// - Cost for vocab V (49152–152064): a few O(V) passes (one expf per token for the raw normalizer, one more
+//   when T != 1 or a penalty applies); a weight histogram bounds which tokens the top-k / top-p / CDF walks
+//   can reach, only those are gathered, and among them a sorted prefix grows as the walk needs it. No full
+//   sort happens unless the distribution is nearly flat (all weights within 1/8 octave).
+// Errors: invalid parameters and non-finite logits throw tessera::Error naming the field / index.
+// A token id out of range in generated_counts is a caller bug (TESSERA_CHECK).
+// Thread-safety: sample() is reentrant (scratch buffers are thread_local).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace tessera::sampler {
+
+// Temperatures below this sample greedily (vLLM's _SAMPLING_EPS): dividing by them would only turn
+// the distribution into a numerically noisy argmax.
+inline constexpr float kGreedyTemperature = 1e-5f;
+inline constexpr int32_t kMaxLogprobs = 20;
+inline constexpr float kMaxPenalty = 2.0f;  // OpenAI's range for both penalties is [-2, 2]
+
+struct SamplingParams {
+  float temperature = 1.0f;        // >= 0; < kGreedyTemperature → greedy
+  float top_p = 1.0f;              // (0, 1]; 1 → off
+  int32_t top_k = -1;              // -1 or 0 → off; >= vocab → off
+  float presence_penalty = 0.0f;   // [-2, 2], applied over generated tokens
+  float frequency_penalty = 0.0f;  // [-2, 2], applied over generated tokens
+  // Every seed is valid, 0 included. A request without a seed gets one chosen by the coordinator. Two
+  // sequences sampled with the same seed draw the same uniforms at the same steps.
+  uint64_t seed = 0;
+  int32_t n_logprobs = 0;  // top logprobs to return, 0..kMaxLogprobs
+
+  // Throws tessera::Error naming the offending field and value, e.g.
+  // "temperature must be >= 0 and finite, got -1".
+  void validate() const;
+  bool greedy() const { return temperature < kGreedyTemperature; }
+};
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;                                 // log_softmax(raw logits)[token]
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // (token, raw logprob), descending, n_logprobs long
+};
+
+// Samples one token from `logits` ([vocab], the raw lm_head output) for decode step `step` of a request.
+// generated_counts: token → how many times this sequence has generated it (prompt tokens excluded).
+SampleResult sample(std::span<const float> logits, const SamplingParams& p, uint64_t step,
+                    const std::unordered_map<int32_t, int32_t>& generated_counts);
+
+}  // namespace tessera::sampler

@@ -90,6 +90,7 @@ struct GenerateOptions {
 // The model behind the coordinator's dispatcher: in-process at TP = 1, MPI workers otherwise.
 struct Cluster {
   std::unique_ptr<tessera::worker::Transformer> model;  // in-process only
+  std::unique_ptr<tessera::worker::ModelRunner> runner;
   std::unique_ptr<tessera::parallel::Dispatcher> dispatcher;
   tessera::model::ModelConfig config;
 };
@@ -107,7 +108,8 @@ Cluster start_cluster(const tessera::parallel::Topology& topo, const std::string
     spdlog::info("loaded {} ({}, {} layers, hidden {}, {:.0f} MB fp32) in {:.0f} ms", path,
                  tessera::model::arch_name(c.config.arch), c.config.n_layers, c.config.hidden,
                  c.model->weights().n_bytes() / 1e6, ms_since(t0));
-    c.dispatcher = std::make_unique<tessera::worker::LocalDispatcher>(*c.model);
+    c.runner = std::make_unique<tessera::worker::CpuRunner>(*c.model);
+    c.dispatcher = std::make_unique<tessera::worker::LocalDispatcher>(*c.runner);
     return c;
   }
   const int tp = topo.tp_size();

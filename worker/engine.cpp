@@ -24,11 +24,11 @@ parallel::SeqSampling to_seq_sampling(const sampler::SamplingParams& p) {
   return {p.temperature, p.top_p, p.top_k, p.presence_penalty, p.frequency_penalty, p.seed, p.n_logprobs};
 }
 
-Engine::Engine(Transformer& model, int tp_rank) : model_(model), tp_rank_(tp_rank) {}
+Engine::Engine(ModelRunner& runner, int tp_rank) : runner_(runner), tp_rank_(tp_rank) {}
 
 void Engine::sample_rows(const std::vector<float>& logits, const std::vector<int32_t>& slots,
                          parallel::StepResult& out) {
-  const int64_t V = model_.config().vocab;
+  const int64_t V = runner_.config().vocab;
   for (size_t b = 0; b < slots.size(); ++b) {
     auto& st = slots_[static_cast<size_t>(slots[b])];
     TESSERA_CHECK(st.has_value());
@@ -51,16 +51,16 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
     case parallel::StepPlan::Kind::kShutdown:
       return out;
     case parallel::StepPlan::Kind::kConfigure:
-      cache_.reset();  // free the old cache before allocating the new one
-      cache_.emplace(model_.make_cache(plan.n_slots, plan.max_ctx));
+      runner_.configure(plan.n_slots, plan.max_ctx);
       slots_.assign(static_cast<size_t>(plan.n_slots), std::nullopt);
       return out;
     case parallel::StepPlan::Kind::kStep:
       break;
   }
-  if (!cache_) throw Error("step " + std::to_string(plan.step_id) + " before the KV cache was configured");
+  if (runner_.n_slots() == 0)
+    throw Error("step " + std::to_string(plan.step_id) + " before the KV cache was configured");
   auto check_slot = [&](int32_t s) {
-    if (s < 0 || s >= cache_->n_slots()) throw Error("plan names KV slot " + std::to_string(s) + " out of range");
+    if (s < 0 || s >= runner_.n_slots()) throw Error("plan names KV slot " + std::to_string(s) + " out of range");
   };
   for (int32_t s : plan.release_slots) {
     check_slot(s);
@@ -76,7 +76,7 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
       check_slot(g.slots[b]);
       slots_[static_cast<size_t>(g.slots[b])] = SlotState{to_sampling_params(plan.prefill_sampling[b]), 0, {}};
     }
-    const auto logits = model_.prefill(g, *cache_);
+    const auto logits = runner_.prefill(g);
     if (tp_rank_ == 0) sample_rows(logits, g.slots, out);
   }
   if (!plan.decode_tokens.empty()) {
@@ -85,7 +85,7 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
       if (!slots_[static_cast<size_t>(s)])
         throw Error("decode on KV slot " + std::to_string(s) + " that holds no sequence");
     }
-    const auto logits = model_.decode(plan.decode_tokens, plan.decode_slots, plan.decode_positions, *cache_);
+    const auto logits = runner_.decode(plan.decode_tokens, plan.decode_slots, plan.decode_positions);
     if (tp_rank_ == 0) sample_rows(logits, plan.decode_slots, out);
   }
   out.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

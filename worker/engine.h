@@ -12,19 +12,18 @@
 #include <vector>
 
 #include "parallel/transport.h"
-#include "worker/model/transformer.h"
+#include "worker/model_runner.h"
 #include "worker/sampler.h"
 
 namespace tessera::worker {
 
 class Engine {
  public:
-  // `tp_rank` decides who samples (rank 0). The model must outlive the engine.
-  Engine(Transformer& model, int tp_rank);
+  // `tp_rank` decides who samples (rank 0). The runner must outlive the engine.
+  Engine(ModelRunner& runner, int tp_rank);
 
   parallel::StepResult execute(const parallel::StepPlan& plan);
-  Transformer& model() { return model_; }
-  const KvCache* cache() const { return cache_ ? &*cache_ : nullptr; }
+  ModelRunner& runner() { return runner_; }
 
  private:
   struct SlotState {
@@ -34,16 +33,15 @@ class Engine {
   };
   void sample_rows(const std::vector<float>& logits, const std::vector<int32_t>& slots, parallel::StepResult& out);
 
-  Transformer& model_;
+  ModelRunner& runner_;
   int tp_rank_;
-  std::optional<KvCache> cache_;
   std::vector<std::optional<SlotState>> slots_;
 };
 
 // The in-process dispatcher: TP = 1, no MPI; what a single `tessera` process and the tests use.
 class LocalDispatcher final : public parallel::Dispatcher {
  public:
-  explicit LocalDispatcher(Transformer& model) : engine_(model, 0) {}
+  explicit LocalDispatcher(ModelRunner& runner) : engine_(runner, 0) {}
   parallel::StepResult run(const parallel::StepPlan& plan) override { return engine_.execute(plan); }
   int tp_size() const override { return 1; }
   Engine& engine() { return engine_; }

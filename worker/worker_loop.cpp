@@ -16,7 +16,8 @@ int run_worker(const parallel::Topology& topo, const std::string& model_path) {
     auto comm = parallel::make_mpi_communicator(topo.tensor);
     Transformer model(model::load_weights(model_path, tp_rank, tp_size), comm.get());
     spdlog::debug("tp rank {}/{}: loaded {:.0f} MB of weights", tp_rank, tp_size, model.weights().n_bytes() / 1e6);
-    Engine engine(model, tp_rank);
+    CpuRunner runner(model);
+    Engine engine(runner, tp_rank);
     for (;;) {
       const parallel::StepPlan plan = parallel::receive_plan(topo.world);
       if (plan.kind == parallel::StepPlan::Kind::kShutdown) return 0;

@@ -58,7 +58,8 @@ Reference read_reference(const std::string& dir) {
 
 std::vector<coordinator::GenerateResult> generate(worker::Transformer& model,
                                                   const std::vector<coordinator::GenerateRequest>& requests) {
-  worker::LocalDispatcher dispatcher(model);
+  worker::CpuRunner runner(model);
+  worker::LocalDispatcher dispatcher(runner);
   return coordinator::generate(dispatcher, {model.config().vocab, model.config().max_ctx}, requests);
 }
 

@@ -1,0 +1,64 @@
+// coordinator/request.h — the contract between the HTTP/API threads and the scheduler thread.
+//
+// The api layer turns a JSON body into a Request (prompt ids, limits, sampling, n, stop ids) and submits it;
+// the scheduler runs it in the batch and reports every sampled token and every finished sequence through the
+// request's RequestSink, from the scheduler thread. The sink must not block (the HTTP side queues and wakes
+// its connection). A client that disconnects calls cancel(): the scheduler frees the request's slots at the
+// next step and finishes it with reason "abort".
+// Thread-safety: Request is immutable after submit() except `cancelled_`, which any thread may set.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "worker/sampler.h"
+
+namespace tessera::coordinator {
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct TokenEvent {
+  int32_t seq = 0;  // which of the request's n sequences (0..n-1)
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top_logprobs;
+};
+
+enum class FinishReason { kStop, kLength, kAbort, kError };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error"
+
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  virtual void on_token(const TokenEvent& ev) = 0;
+  // Once per sequence. `message` is set for kError.
+  virtual void on_finish(int32_t seq, FinishReason reason, const std::string& message) = 0;
+};
+
+struct Request {
+  uint64_t id = 0;
+  std::vector<int32_t> prompt;  // non-empty, validated against the vocabulary and the context
+  int32_t max_tokens = 16;
+  int32_t n = 1;  // sequences; sequence i samples with seed + i
+  sampler::SamplingParams sampling;
+  std::vector<int32_t> stop_ids;  // token ids that end a sequence (eos, <|im_end|>) unless ignore_eos
+  SteadyClock::time_point arrival = SteadyClock::now();
+  SteadyClock::time_point deadline = SteadyClock::time_point::max();  // per-request timeout → abort
+  std::shared_ptr<RequestSink> sink;
+
+  void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+// Why submit() refused a request; the api layer maps these to HTTP (kQueueFull → 429 + Retry-After,
+// kDraining → 503 + Retry-After, kInvalid → 400).
+enum class SubmitStatus { kAccepted, kQueueFull, kDraining, kInvalid };
+
+}  // namespace tessera::coordinator

@@ -1,0 +1,97 @@
+// kernels/cuda/cuda_ops.h — the CUDA backend of kernels/ops.h: the same ops, the same argument order, on
+// device pointers.
+//
+// In:  device pointers (every tensor and every index array: ids, pos, pad, slots, starts, lens), a storage
+//      dtype for the floating-point tensors of the call (F32, F16 or BF16; arithmetic is always fp32), and a
+//      stream. Out: a Status; on success the work is enqueued on `stream` (nothing synchronizes).
+// Each op entry validates what it can see on the host (sizes, strides, alignment, supported head dims) and
+// returns an error naming the op and the bad argument before anything is launched; a launch error is returned
+// with the expression, file and line (cuda_check.h). Values inside device arrays (token ids, slots, positions)
+// are the caller's contract, as in ops.h, and are not read back.
+// Thread-safety: every op is reentrant. linear() keeps one cuBLAS handle per (host thread, device).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/cuda_check.h"
+
+namespace tessera::gpu {
+
+// Storage type of activations, weights and the KV cache. F32 is the check mode (bitwise-close to the CPU path).
+enum class DType { F32, F16, BF16 };
+inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+const char* dtype_name(DType t);
+
+// y[m, n] = x[m, k] · w[n, k]^T (+ bias[n]).  cuBLAS on tensor cores for F16/BF16 (fp32 accumulation), plain
+// fp32 (no TF32) for F32.
+Status linear(const void* x, const void* w, const void* bias, void* y, int64_t m, int64_t n, int64_t k, DType dtype,
+              cudaStream_t stream);
+
+// out[i, :] = wte[ids[i], :] (+ wpe[pos[i], :] when wpe != nullptr).  ids, pos: [n] int32; out: [n, dim]
+Status embedding(const int32_t* ids, const int32_t* pos, const void* wte, const void* wpe, void* out, int64_t n,
+                 int64_t dim, DType dtype, cudaStream_t stream);
+
+// y = x / rms(x) * gamma per row.  x, y: [rows, dim]; gamma: [dim]; any dim up to 65536 (and beyond).
+Status rms_norm(const void* x, const void* gamma, void* y, int64_t rows, int64_t dim, float eps, DType dtype,
+                cudaStream_t stream);
+// residual += delta (stored in dtype); y = rms_norm(residual).  residual, delta, y: [rows, dim]
+Status add_rms_norm(void* residual, const void* delta, const void* gamma, void* y, int64_t rows, int64_t dim, float eps,
+                    DType dtype, cudaStream_t stream);
+// y = (x - mean) / sqrt(var + eps) * gamma + beta per row.
+Status layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t dim, float eps,
+                  DType dtype, cudaStream_t stream);
+// residual += delta; y = layer_norm(residual).
+Status add_layer_norm(void* residual, const void* delta, const void* gamma, const void* beta, void* y, int64_t rows,
+                      int64_t dim, float eps, DType dtype, cudaStream_t stream);
+
+// x[r, c] = gelu_tanh(x[r, c] + bias[c]) in place.  x: [rows, cols]; bias: [cols] (nullptr: no bias)
+Status add_bias_gelu(void* x, const void* bias, int64_t rows, int64_t cols, DType dtype, cudaStream_t stream);
+// out[r, c] = silu(gate_up[r, c]) * gate_up[r, ffn + c].  gate_up: [rows, 2 * ffn]; out: [rows, ffn]
+Status silu_mul(const void* gate_up, void* out, int64_t rows, int64_t ffn, DType dtype, cudaStream_t stream);
+
+// HF rotate-half RoPE in place.  x: rows of stride row_stride elements, head h at row * row_stride + h * head_dim;
+// pos: [rows] int32.  head_dim even.
+Status rope(void* x, const int32_t* pos, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t row_stride,
+            float theta, DType dtype, cudaStream_t stream);
+
+// k, v: [n_tokens] rows of stride src_stride holding [n_kv_heads, head_dim]; slots, positions: [n_tokens] int32
+// (slot < 0: skipped).  cache_k, cache_v: [n_slots, n_kv_heads, max_ctx, head_dim].
+Status kv_write(const void* k, const void* v, int64_t src_stride, const int32_t* slots, const int32_t* positions,
+                int64_t n_tokens, void* cache_k, void* cache_v, int64_t n_kv_heads, int64_t max_ctx, int64_t head_dim,
+                DType dtype, cudaStream_t stream);
+
+// Causal attention of a left-padded prefill group (flash-attention: tiled, online softmax, no [L, L] buffer).
+// q: [B, L] rows of stride q_stride holding [n_heads, head_dim]; k, v: [B, L] rows of stride kv_stride holding
+// [n_kv_heads, head_dim]; pad: [B] int32; out: [B, L, n_heads, head_dim].  Pad keys are never loaded, pad
+// query rows are written as zeros.  F16/BF16 with head_dim 64 or 128 run on tensor cores (mma.sync m16n8k16);
+// F32 and other head dims (<= 256) run on the fp32 FMA kernel.
+Status attention_prefill(const void* q, int64_t q_stride, const void* k, const void* v, int64_t kv_stride,
+                         const int32_t* pad, void* out, int64_t B, int64_t L, int64_t n_heads, int64_t n_kv_heads,
+                         int64_t head_dim, float scale, DType dtype, cudaStream_t stream);
+
+// Work split of attention_decode (flash-decoding), planned on the host from shapes alone; testable by itself.
+struct DecodePlan {
+  int n_splits = 1;         // key chunks per (sequence, head); 1: no combine pass
+  int64_t chunk = 0;        // keys per split (a multiple of the kernel's key tile)
+  int heads_per_block = 1;  // query heads of one KV head handled by one block (shares K/V loads)
+  size_t workspace_bytes = 0;
+};
+DecodePlan plan_attention_decode(int64_t B, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx,
+                                 int n_sms);
+
+// One query token per sequence against keys [starts[b], starts[b] + lens[b]) of slot slots[b].
+// q: [B] rows of stride q_stride holding [n_heads, head_dim]; cache_k, cache_v: [n_slots, n_kv_heads, max_ctx,
+// head_dim]; slots, starts, lens: [B] int32; out: [B, n_heads, head_dim].  head_dim 64, 128 or 256.
+// workspace: device memory of at least plan_attention_decode(...).workspace_bytes (may be nullptr when 0).
+Status attention_decode(const void* q, int64_t q_stride, const void* cache_k, const void* cache_v, const int32_t* slots,
+                        const int32_t* starts, const int32_t* lens, void* out, int64_t B, int64_t n_heads,
+                        int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale, void* workspace,
+                        size_t workspace_bytes, DType dtype, cudaStream_t stream);
+
+// The number of multiprocessors of the current device (cached per device).
+int device_sm_count();
+
+}  // namespace tessera::gpu

@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -32,6 +33,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using tessera::Error;
+
+double peak_rss_mb() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
@@ -167,11 +174,13 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
   auto t0 = Clock::now();
   double t_first = 0.0;
   size_t n_generated = 0;
+  tessera::coordinator::GenerateStats stats;
+  auto on_token = [&](size_t, int32_t id) {
+    if (n_generated++ == 0) t_first = ms_since(t0);
+    if (stream) std::cout << dec->push(id) << std::flush;
+  };
   auto results = tessera::coordinator::generate(*cluster.dispatcher, {cluster.config.vocab, cluster.config.max_ctx},
-                                                reqs, [&](size_t, int32_t id) {
-                                                  if (n_generated++ == 0) t_first = ms_since(t0);
-                                                  if (stream) std::cout << dec->push(id) << std::flush;
-                                                });
+                                                reqs, on_token, &stats);
   const double t_total = ms_since(t0);
   size_t n_prompt = 0;
   for (const auto& r : reqs) n_prompt += r.prompt.size();
@@ -181,6 +190,11 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
       "({:.1f} tok/s); TP {}",
       n_prompt, reqs.size(), t_first, n_prompt / (t_first / 1e3), n_decode, t_total - t_first,
       n_decode / ((t_total - t_first) / 1e3), cluster.dispatcher->tp_size());
+  if (stats.steps > 0 && cluster.dispatcher->tp_size() > 1)
+    spdlog::info("workers: {} steps, {:.2f} ms/step, all-reduce + gather {:.2f} ms/step ({:.0f}% of the step)",
+                 stats.steps, 1e3 * stats.step_seconds / stats.steps, 1e3 * stats.collective_seconds / stats.steps,
+                 100.0 * stats.collective_seconds / std::max(stats.step_seconds, 1e-9));
+  spdlog::info("coordinator peak RSS {:.0f} MB", peak_rss_mb());
   if (!topo.in_process()) {
     tessera::parallel::StepPlan bye;
     bye.kind = tessera::parallel::StepPlan::Kind::kShutdown;

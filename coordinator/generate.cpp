@@ -34,7 +34,8 @@ parallel::SeqSampling wire_sampling(const sampler::SamplingParams& p) {
 }  // namespace
 
 std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const ModelLimits& limits,
-                                     const std::vector<GenerateRequest>& requests, const TokenCallback& on_token) {
+                                     const std::vector<GenerateRequest>& requests, const TokenCallback& on_token,
+                                     GenerateStats* stats) {
   if (requests.empty()) return {};
   int64_t max_ctx = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -45,6 +46,11 @@ std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const Mod
   auto run = [&](parallel::StepPlan& plan) {
     plan.step_id = step_id++;
     parallel::StepResult r = dispatcher.run(plan);
+    if (stats != nullptr && plan.kind == parallel::StepPlan::Kind::kStep) {
+      ++stats->steps;
+      stats->step_seconds += r.step_seconds;
+      stats->collective_seconds += r.collective_seconds;
+    }
     if (!r.error.empty()) throw Error("step " + std::to_string(plan.step_id) + " failed: " + r.error);
     if (plan.kind == parallel::StepPlan::Kind::kStep && static_cast<int64_t>(r.tokens.size()) != plan.n_rows())
       throw Error("step " + std::to_string(plan.step_id) + ": the workers returned " + std::to_string(r.tokens.size()) +

@@ -35,6 +35,13 @@ struct ModelLimits {
   int64_t max_ctx = 0;
 };
 
+// What the workers reported (TP rank 0's clocks), summed over the run's steps.
+struct GenerateStats {
+  uint64_t steps = 0;
+  double step_seconds = 0.0;        // time inside the workers' steps
+  double collective_seconds = 0.0;  // of which in all-reduces and gathers
+};
+
 // Called after each sampled token: (request index, token).
 using TokenCallback = std::function<void(size_t, int32_t)>;
 
@@ -42,6 +49,7 @@ using TokenCallback = std::function<void(size_t, int32_t)>;
 // longer than the model's context, bad sampling parameters), naming the request and the field, before anything
 // is sent; and when the cluster fails.
 std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const ModelLimits& limits,
-                                     const std::vector<GenerateRequest>& requests, const TokenCallback& on_token = {});
+                                     const std::vector<GenerateRequest>& requests, const TokenCallback& on_token = {},
+                                     GenerateStats* stats = nullptr);
 
 }  // namespace tessera::coordinator

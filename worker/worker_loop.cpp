@@ -2,6 +2,7 @@
 #include "worker/worker_loop.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include "common/check.h"
 #include "parallel/mpi_communicator.h"
@@ -15,12 +16,18 @@ int run_worker(const parallel::Topology& topo, const std::string& model_path) {
   try {
     auto comm = parallel::make_mpi_communicator(topo.tensor);
     Transformer model(model::load_weights(model_path, tp_rank, tp_size), comm.get());
-    spdlog::debug("tp rank {}/{}: loaded {:.0f} MB of weights", tp_rank, tp_size, model.weights().n_bytes() / 1e6);
+    spdlog::info("tp rank {}/{}: loaded {:.0f} MB of weights", tp_rank, tp_size, model.weights().n_bytes() / 1e6);
     CpuRunner runner(model);
     Engine engine(runner, tp_rank);
     for (;;) {
       const parallel::StepPlan plan = parallel::receive_plan(topo.world);
-      if (plan.kind == parallel::StepPlan::Kind::kShutdown) return 0;
+      if (plan.kind == parallel::StepPlan::Kind::kShutdown) {
+        struct rusage ru {};
+        ::getrusage(RUSAGE_SELF, &ru);
+        spdlog::info("tp rank {}/{}: {:.0f} MB of weights, peak RSS {:.0f} MB", tp_rank, tp_size,
+                     model.weights().n_bytes() / 1e6, ru.ru_maxrss / 1024.0);
+        return 0;
+      }
       const double comm_before = comm->seconds_in_collectives();
       parallel::StepResult result = engine.execute(plan);
       result.collective_seconds = comm->seconds_in_collectives() - comm_before;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "worker/sampling_wire.h"
 
 namespace tessera::coordinator {
 namespace {
@@ -25,10 +26,6 @@ void validate(const ModelLimits& m, const GenerateRequest& r, size_t index) {
   } catch (const Error& e) {
     throw Error(who + e.what());
   }
-}
-
-parallel::SeqSampling wire_sampling(const sampler::SamplingParams& p) {
-  return {p.temperature, p.top_p, p.top_k, p.presence_penalty, p.frequency_penalty, p.seed, p.n_logprobs};
 }
 
 }  // namespace
@@ -84,7 +81,7 @@ std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const Mod
               plan.prefill_tokens.begin() + static_cast<int64_t>(s.index) * plan.prefill_cols + pad);
     plan.prefill_pad.push_back(pad);
     plan.prefill_slots.push_back(s.slot);
-    plan.prefill_sampling.push_back(wire_sampling(requests[s.index].sampling));
+    plan.prefill_sampling.push_back(worker::to_seq_sampling(requests[s.index].sampling));
   }
 
   while (!running.empty()) {

@@ -8,22 +8,6 @@
 
 namespace tessera::worker {
 
-sampler::SamplingParams to_sampling_params(const parallel::SeqSampling& s) {
-  sampler::SamplingParams p;
-  p.temperature = s.temperature;
-  p.top_p = s.top_p;
-  p.top_k = s.top_k;
-  p.presence_penalty = s.presence_penalty;
-  p.frequency_penalty = s.frequency_penalty;
-  p.seed = s.seed;
-  p.n_logprobs = s.n_logprobs;
-  return p;
-}
-
-parallel::SeqSampling to_seq_sampling(const sampler::SamplingParams& p) {
-  return {p.temperature, p.top_p, p.top_k, p.presence_penalty, p.frequency_penalty, p.seed, p.n_logprobs};
-}
-
 Engine::Engine(ModelRunner& runner, int tp_rank) : runner_(runner), tp_rank_(tp_rank) {}
 
 void Engine::sample_rows(const std::vector<float>& logits, const std::vector<int32_t>& slots,

@@ -13,6 +13,7 @@
 
 #include "parallel/transport.h"
 #include "worker/model_runner.h"
+#include "worker/sampling_wire.h"
 #include "worker/sampler.h"
 
 namespace tessera::worker {
@@ -49,8 +50,5 @@ class LocalDispatcher final : public parallel::Dispatcher {
  private:
   Engine engine_;
 };
-
-sampler::SamplingParams to_sampling_params(const parallel::SeqSampling& s);
-parallel::SeqSampling to_seq_sampling(const sampler::SamplingParams& p);
 
 }  // namespace tessera::worker

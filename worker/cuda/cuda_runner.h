@@ -1,0 +1,126 @@
+// worker/cuda/cuda_runner.h — the CUDA backend of ModelRunner: worker/model's Transformer on one GPU.
+//
+// In: one TP rank's ModelWeights (fp32, host), a storage dtype (F32: the check mode, close to the CPU engine;
+// BF16 / F16: fp32 accumulation, for speed), a Communicator over *device* buffers (NCCL) when TP > 1.
+// Out: prefill() / decode() return host fp32 logits [B, vocab] on TP rank 0, exactly as the CPU Transformer:
+// the same ops in the same order (fused residual norms, RoPE, KV write, attention, two all-reduces per layer,
+// vocabulary-parallel embedding, logits gathered to rank 0).
+// Memory: the weights in one device arena (one cudaMalloc, uploaded once), the activations in one scratch
+// arena (one cudaMalloc, re-made only when a larger group arrives), the KV cache in one pool (one cudaMalloc
+// per configure()). No managed memory. All work runs on one stream (its own, or the caller's so that an NCCL
+// communicator can share it); each call synchronizes once, on the logits copy.
+// Errors: every CUDA / cuBLAS call is checked where it happens; a failure throws tessera::Error with the
+// expression, file and line. Not thread-safe: one engine loop drives a runner.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/cuda/cuda_ops.h"
+#include "worker/model_runner.h"
+
+namespace tessera::worker {
+
+// One cudaMalloc carved into 256-byte-aligned pieces. Move-only; frees on destruction.
+class DeviceArena {
+ public:
+  DeviceArena() = default;
+  DeviceArena(const DeviceArena&) = delete;
+  DeviceArena& operator=(const DeviceArena&) = delete;
+  ~DeviceArena();
+  gpu::Status reserve(size_t bytes);  // frees what it held (the caller synchronizes first)
+  void* take(size_t bytes);           // bump allocation; aborts (a sizing bug) when it runs out
+  void reset() { used_ = 0; }
+  size_t capacity() const { return capacity_; }
+  size_t used() const { return used_; }
+  char* base() const { return base_; }
+  static size_t round_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+ private:
+  char* base_ = nullptr;
+  size_t capacity_ = 0, used_ = 0;
+};
+
+// Bytes of K + V cache one slot of max_ctx tokens needs on this rank.
+size_t kv_bytes_per_slot(const model::ModelConfig& c, int64_t n_kv_heads_local, int64_t max_ctx, gpu::DType dtype);
+// The most slots whose cache fits in fraction · free_bytes (at least 0).
+int64_t kv_slots_fitting(size_t free_bytes, double fraction, size_t bytes_per_slot);
+
+class CudaRunner final : public ModelRunner {
+ public:
+  // tp == nullptr: a single rank. With tp->size() > 1, tp must work on device buffers (an NCCL communicator
+  // enqueueing on `stream`). stream == nullptr: the runner creates (and destroys) its own.
+  CudaRunner(model::ModelWeights weights, gpu::DType dtype, parallel::Communicator* tp = nullptr,
+             cudaStream_t stream = nullptr);
+  ~CudaRunner() override;
+  CudaRunner(const CudaRunner&) = delete;
+  CudaRunner& operator=(const CudaRunner&) = delete;
+
+  const model::ModelConfig& config() const override { return config_; }
+  void configure(int64_t n_slots, int64_t max_ctx) override;
+  int64_t n_slots() const override { return n_slots_; }
+  std::vector<float> prefill(const PrefillGroup& group) override;
+  std::vector<float> decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                            const std::vector<int32_t>& positions) override;
+
+  gpu::DType dtype() const { return dtype_; }
+  cudaStream_t stream() const { return stream_; }
+  size_t weight_bytes() const { return weights_.used(); }
+  size_t kv_bytes() const { return kv_bytes_; }
+  // The largest n_slots whose KV cache (max_ctx tokens each) fits in `fraction` of the device's free memory
+  // now, counting the cache configure() would free first. For sizing the pool from a config fraction.
+  int64_t max_slots_fitting(double fraction, int64_t max_ctx) const;
+
+ private:
+  struct LayerPtrs {
+    const void *attn_norm_w = nullptr, *attn_norm_b = nullptr, *wqkv = nullptr, *bqkv = nullptr, *wo = nullptr,
+               *bo = nullptr, *ffn_norm_w = nullptr, *ffn_norm_b = nullptr, *w_up = nullptr, *b_up = nullptr,
+               *w_down = nullptr, *b_down = nullptr;
+  };
+  struct Scratch;  // this call's activation pointers
+
+  gpu::Status upload(const model::ModelWeights& w);
+  gpu::Status ensure_scratch(int64_t n_rows, int64_t n_out, size_t workspace_bytes, Scratch& s);
+  gpu::Status run_prefill(const PrefillGroup& g, std::vector<float>& out);
+  gpu::Status run_decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                         const std::vector<int32_t>& positions, std::vector<float>& out);
+  template <typename Attend>
+  gpu::Status run_layers(const Scratch& s, int64_t n, Attend&& attend);
+  gpu::Status embed(const Scratch& s, int64_t n);
+  gpu::Status all_reduce(void* buf, int64_t count);
+  gpu::Status logits(const Scratch& s, const void* rows_normed, int64_t B, std::vector<float>& out);
+  std::vector<int32_t> local_ids(const int32_t* tokens, int64_t n) const;
+  void* k_cache(int64_t l) const;
+  void* v_cache(int64_t l) const;
+
+  model::ModelConfig config_;
+  parallel::Shard shard_;
+  gpu::DType dtype_;
+  size_t esize_;
+  std::unique_ptr<parallel::Communicator> own_tp_;
+  parallel::Communicator* tp_;
+  cudaStream_t stream_ = nullptr;
+  bool own_stream_ = false;
+  void* cublas_ = nullptr;  // cublasHandle_t for the fp32-output logits GEMM
+  int n_sms_ = 0;
+  int64_t n_heads_ = 0, n_kv_heads_ = 0, n_ffn_ = 0, vocab_local_ = 0, qkv_cols_ = 0;
+
+  DeviceArena weights_;
+  const void *wte_ = nullptr, *wpe_ = nullptr, *final_norm_w_ = nullptr, *final_norm_b_ = nullptr,
+             *out_matrix_ = nullptr;
+  std::vector<LayerPtrs> layers_;
+
+  DeviceArena scratch_;
+  DeviceArena kv_;
+  int64_t n_slots_ = 0, max_ctx_ = 0;
+  size_t kv_bytes_ = 0;
+};
+
+// The ModelRunner the engine drives, for `--backend cuda`.
+std::unique_ptr<ModelRunner> make_cuda_runner(model::ModelWeights weights, gpu::DType dtype,
+                                              parallel::Communicator* tp = nullptr);
+
+}  // namespace tessera::worker

@@ -20,7 +20,10 @@
 
 #include <csignal>
 
+#include "app/cluster.h"
+#include "app/serve.h"
 #include "common/check.h"
+#include "coordinator/bench/bench_serve_cli.h"
 #include "coordinator/generate.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "parallel/bootstrap.h"
@@ -42,26 +45,7 @@ double peak_rss_mb() {
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-// `default` is the SmolLM2 GGUF that scripts/fetch-model.sh puts in the cache.
-std::string resolve_model(const std::string& model) {
-  if (model != "default") return model;
-  std::string cache;
-  if (const char* c = std::getenv("TESSERA_CACHE"); c && *c) {
-    cache = c;
-  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
-    cache = std::string(x) + "/tessera";
-  } else if (const char* h = std::getenv("HOME"); h && *h) {
-    cache = std::string(h) + "/.cache/tessera";
-  } else {
-    throw Error("--model default: neither TESSERA_CACHE nor HOME is set");
-  }
-  const std::string path = cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    std::fclose(f);
-    return path;
-  }
-  throw Error("--model default: " + path + " does not exist; run scripts/fetch-model.sh first");
-}
+using tessera::app::resolve_model;
 
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;
@@ -94,42 +78,8 @@ struct GenerateOptions {
   double step_timeout_s = 60;  // a step that takes longer means a rank is gone
 };
 
-// The model behind the coordinator's dispatcher: in-process at TP = 1, MPI workers otherwise.
-struct Cluster {
-  std::unique_ptr<tessera::worker::Transformer> model;  // in-process only
-  std::unique_ptr<tessera::worker::ModelRunner> runner;
-  std::unique_ptr<tessera::parallel::Dispatcher> dispatcher;
-  tessera::model::ModelConfig config;
-};
-
-Cluster start_cluster(const tessera::parallel::Topology& topo, const std::string& path, int tp_flag,
-                      double step_timeout_s) {
-  Cluster c;
-  if (topo.in_process()) {
-    if (tp_flag > 1)
-      throw Error("--tp " + std::to_string(tp_flag) + " needs " + std::to_string(tp_flag) +
-                  " worker processes: run it as mpirun -np " + std::to_string(tp_flag + 1) + " tessera ...");
-    const auto t0 = Clock::now();
-    c.model = std::make_unique<tessera::worker::Transformer>(tessera::model::load_weights(path));
-    c.config = c.model->config();
-    spdlog::info("loaded {} ({}, {} layers, hidden {}, {:.0f} MB fp32) in {:.0f} ms", path,
-                 tessera::model::arch_name(c.config.arch), c.config.n_layers, c.config.hidden,
-                 c.model->weights().n_bytes() / 1e6, ms_since(t0));
-    c.runner = std::make_unique<tessera::worker::CpuRunner>(*c.model);
-    c.dispatcher = std::make_unique<tessera::worker::LocalDispatcher>(*c.runner);
-    return c;
-  }
-  const int tp = topo.tp_size();
-  if (tp_flag != 0 && tp_flag != tp)
-    throw Error("--tp " + std::to_string(tp_flag) + " but mpirun started " + std::to_string(topo.world_size) +
-                " processes (1 coordinator + " + std::to_string(tp) + " workers): use mpirun -np " +
-                std::to_string(tp_flag + 1));
-  c.config = tessera::model::read_model_config(path);
-  tessera::parallel::check_tp_size(tessera::model::shard_shape(c.config), tp);
-  c.dispatcher = std::make_unique<tessera::parallel::MpiDispatcher>(topo.world, tp, step_timeout_s);
-  spdlog::info("cluster: coordinator + {} tensor-parallel workers serving {}", tp, path);
-  return c;
-}
+using tessera::app::Cluster;
+using tessera::app::start_cluster;
 
 int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& topo) {
   const std::string path = resolve_model(o.model);
@@ -195,11 +145,7 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
                  stats.steps, 1e3 * stats.step_seconds / stats.steps, 1e3 * stats.collective_seconds / stats.steps,
                  100.0 * stats.collective_seconds / std::max(stats.step_seconds, 1e-9));
   spdlog::info("coordinator peak RSS {:.0f} MB", peak_rss_mb());
-  if (!topo.in_process()) {
-    tessera::parallel::StepPlan bye;
-    bye.kind = tessera::parallel::StepPlan::Kind::kShutdown;
-    cluster.dispatcher->run(bye);
-  }
+  tessera::app::shutdown_cluster(topo, cluster);
   if (stream) {
     std::cout << dec->flush() << "\n";
     return 0;
@@ -265,6 +211,18 @@ int main(int argc, char** argv) {
   tkz->add_option("--text", tk_text)->required();
   tkz->add_flag("--add-special", tk_special, "prepend BOS when the model wants one");
 
+  tessera::app::ServeCli sv;
+  auto* srv = app.add_subcommand("serve", "serve the OpenAI-compatible HTTP API (mpirun -np 1+TP for TP > 1)");
+  tessera::app::add_serve_options(*srv, sv);
+
+  // tessera bench serve: a vLLM-style load generator against a running server (no model, no MPI work).
+  tessera::bench::BenchServeOptions bs;
+  std::string bs_rate = "inf";
+  auto* bench = app.add_subcommand("bench", "benchmarks");
+  bench->require_subcommand(1);
+  auto* bench_serve = bench->add_subcommand("serve", "load-test an OpenAI-compatible server (vLLM's serving method)");
+  tessera::bench::add_bench_serve_options(*bench_serve, bs, bs_rate);
+
   CLI11_PARSE(app, argc, argv);
   tessera::parallel::Topology topo;
   try {
@@ -279,12 +237,31 @@ int main(int argc, char** argv) {
   if (!topo.is_coordinator()) {
     // A worker process: only cluster commands have work for it.
     code = gen->parsed() ? tessera::worker::run_worker(topo, resolve_model(g.model)) : 0;
+    if (srv->parsed()) {
+      // The coordinator drains on SIGTERM and then shuts the workers down: they must outlive the drain.
+      std::signal(SIGTERM, SIG_IGN);
+      try {
+        code = tessera::worker::run_worker(topo, resolve_model(tessera::app::load_config(sv).model.path));
+      } catch (const tessera::Error& e) {
+        spdlog::error("{}", e.what());
+        code = 2;
+      }
+    }
     tessera::parallel::finalize(topo);
     return code;
   }
   try {
     if (gen->parsed()) code = run_generate(g, topo);
     if (tkz->parsed()) code = run_tokenize(tk_model, tk_text, tk_special);
+    if (bench_serve->parsed()) {
+      try {
+        bs.request_rate = tessera::bench::parse_request_rate(bs_rate);
+      } catch (const std::invalid_argument& e) {
+        throw Error(e.what());
+      }
+      code = tessera::bench::run_bench_serve(bs);
+    }
+    if (srv->parsed()) code = tessera::app::run_serve(tessera::app::load_config(sv), topo);
   } catch (const tessera::Error& e) {
     spdlog::error("{}", e.what());
     // Under mpirun the workers may be mid-load or mid-step: end the whole job, non-zero.

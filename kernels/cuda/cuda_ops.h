@@ -47,6 +47,22 @@ Status layer_norm(const void* x, const void* gamma, const void* beta, void* y, i
 Status add_layer_norm(void* residual, const void* delta, const void* gamma, const void* beta, void* y, int64_t rows,
                       int64_t dim, float eps, DType dtype, cudaStream_t stream);
 
+// Mixed precision: the residual stream in fp32 (as vLLM / TensorRT-LLM keep it), everything else in `dtype`.
+// x, residual: fp32 [rows, dim]; delta, y: [rows, dim] and gamma, beta: [dim] in dtype. residual += delta in fp32
+// (never rounded to dtype); the statistics are taken on the fp32 row; y is rounded to dtype once. With
+// dtype == F32 these are exactly rms_norm / add_rms_norm / layer_norm / add_layer_norm.
+Status rms_norm_mixed(const float* x, const void* gamma, void* y, int64_t rows, int64_t dim, float eps, DType dtype,
+                      cudaStream_t stream);
+Status add_rms_norm_mixed(float* residual, const void* delta, const void* gamma, void* y, int64_t rows, int64_t dim,
+                          float eps, DType dtype, cudaStream_t stream);
+Status layer_norm_mixed(const float* x, const void* gamma, const void* beta, void* y, int64_t rows, int64_t dim,
+                        float eps, DType dtype, cudaStream_t stream);
+Status add_layer_norm_mixed(float* residual, const void* delta, const void* gamma, const void* beta, void* y,
+                            int64_t rows, int64_t dim, float eps, DType dtype, cudaStream_t stream);
+// The fp32 residual stream's start: out (fp32) = wte[ids] (+ wpe[pos]) with wte, wpe in dtype, the sum in fp32.
+Status embedding_f32(const int32_t* ids, const int32_t* pos, const void* wte, const void* wpe, float* out, int64_t n,
+                     int64_t dim, DType dtype, cudaStream_t stream);
+
 // x[r, c] = gelu_tanh(x[r, c] + bias[c]) in place.  x: [rows, cols]; bias: [cols] (nullptr: no bias)
 Status add_bias_gelu(void* x, const void* bias, int64_t rows, int64_t cols, DType dtype, cudaStream_t stream);
 // out[r, c] = silu(gate_up[r, c]) * gate_up[r, ffn + c].  gate_up: [rows, 2 * ffn]; out: [rows, ffn]

@@ -15,12 +15,16 @@ namespace tessera::gpu {
 
 enum class NormPath { kCachedNV1, kCachedNV2, kCachedNV4, kSharedRow, kLoopVec, kLoopScalar };
 
-// The path the launcher takes for these arguments (tests use it to cover every branch).
-NormPath norm_path(int64_t dim, DType dtype, bool all_aligned16);
+// The path the launcher takes for these arguments (tests use it to cover every branch). f32_row: x / residual
+// are fp32 (the *_mixed ops) while delta, gamma, beta and y are `dtype`: the register paths are the same (the
+// row is held as fp32 either way), the shared-memory row holds fp32 and so fits up to 40960 elements; wider
+// rows take the loop path (65536: the fp32 row, 256 KB, exceeds the 227 KB a block may have).
+NormPath norm_path(int64_t dim, DType dtype, bool all_aligned16, bool f32_row = false);
 
 // x: [rows, dim] (ignored when residual != nullptr); residual, delta: [rows, dim] (residual += delta first);
-// gamma, beta: [dim] (beta nullptr: RMSNorm); y: [rows, dim].
+// gamma, beta: [dim] (beta nullptr: RMSNorm); y: [rows, dim]. f32_row: x and residual are float (see above).
 Status launch_norm(const void* x, void* residual, const void* delta, const void* gamma, const void* beta, void* y,
-                   int64_t rows, int64_t dim, float eps, bool layer, DType dtype, cudaStream_t stream);
+                   int64_t rows, int64_t dim, float eps, bool layer, DType dtype, cudaStream_t stream,
+                   bool f32_row = false);
 
 }  // namespace tessera::gpu

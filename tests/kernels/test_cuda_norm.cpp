@@ -1,6 +1,9 @@
 // tests/kernels/test_cuda_norm.cpp — RMSNorm / LayerNorm (+ fused residual add) on the GPU against the CPU ops,
 // hidden 576 … 65536 and beyond, every dispatch branch (register-cached NV 1/2/4/8, vectorized loop, scalar
-// loop for odd sizes and unaligned pointers), F32/F16/BF16.
+// loop for odd sizes and unaligned pointers), F32/F16/BF16; the same for the mixed-precision ops (fp32 residual
+// stream) and the fp32-output embedding that starts that stream.
+#include <algorithm>
+#include <cstdio>
 #include <set>
 
 #include "kernels/cuda/norm.cuh"
@@ -100,6 +103,183 @@ TEST(CudaNorm, MatchesCpuOverHiddenSizesAndBranches) {
   }
 }
 
+// The mixed-precision ops (fp32 residual stream; delta, gamma, beta, y in t). The CPU reference runs on the
+// same values: delta / gamma / beta rounded through t, the residual left in fp32 (that is the point).
+void run_mixed_case(Op op, DType t, int64_t rows, int64_t dim, int64_t misalign, std::set<NormPath>* seen) {
+  SCOPED_TRACE("mixed op " + std::to_string(static_cast<int>(op)) + " dtype " + dtype_name(t) + " rows " +
+               std::to_string(rows) + " dim " + std::to_string(dim) + " misalign " + std::to_string(misalign));
+  const uint32_t seed = static_cast<uint32_t>(dim * 37 + rows + static_cast<int>(op) * 11 + misalign + 5);
+  auto x = randn(rows * dim, seed, 1.f, 3.f), delta = randn(rows * dim, seed + 1, 0.5f);
+  auto gamma = randn(dim, seed + 2, 0.2f, 1.f), beta = randn(dim, seed + 3, 0.1f);
+  quantize(delta, t), quantize(gamma, t), quantize(beta, t);  // x stays fp32
+  const float eps = 1e-5f;
+  auto with_offset = [&](const std::vector<float>& v, DType bt) {
+    std::vector<float> p(misalign, 0.f);
+    p.insert(p.end(), v.begin(), v.end());
+    return DeviceBuffer::from(p, bt);
+  };
+  auto at = [&](const DeviceBuffer& b, DType bt) { return static_cast<char*>(b.get()) + misalign * dtype_size(bt); };
+  DeviceBuffer dx = with_offset(x, DType::F32), dd = with_offset(delta, t), dg = with_offset(gamma, t),
+               db = with_offset(beta, t);
+  DeviceBuffer dy(rows * dim + misalign, t);
+  dy.poison();
+  seen->insert(norm_path(dim, t, misalign == 0, true));
+  float* xf = reinterpret_cast<float*>(at(dx, DType::F32));
+
+  std::vector<float> y_ref(rows * dim), r_ref = x;
+  switch (op) {
+    case Op::kRms:
+      TESSERA_STATUS_CHECK(rms_norm_mixed(xf, at(dg, t), at(dy, t), rows, dim, eps, t, nullptr));
+      ops::rms_norm(x.data(), gamma.data(), y_ref.data(), rows, dim, eps);
+      break;
+    case Op::kAddRms:
+      TESSERA_STATUS_CHECK(add_rms_norm_mixed(xf, at(dd, t), at(dg, t), at(dy, t), rows, dim, eps, t, nullptr));
+      ops::add_rms_norm(r_ref.data(), delta.data(), gamma.data(), y_ref.data(), rows, dim, eps);
+      break;
+    case Op::kLayer:
+      TESSERA_STATUS_CHECK(layer_norm_mixed(xf, at(dg, t), at(db, t), at(dy, t), rows, dim, eps, t, nullptr));
+      ops::layer_norm(x.data(), gamma.data(), beta.data(), y_ref.data(), rows, dim, eps);
+      break;
+    case Op::kAddLayer:
+      TESSERA_STATUS_CHECK(
+          add_layer_norm_mixed(xf, at(dd, t), at(dg, t), at(db, t), at(dy, t), rows, dim, eps, t, nullptr));
+      ops::add_layer_norm(r_ref.data(), delta.data(), gamma.data(), beta.data(), y_ref.data(), rows, dim, eps);
+      break;
+  }
+  auto y = dy.download();
+  y.erase(y.begin(), y.begin() + misalign);
+  EXPECT_TRUE(all_close(y, y_ref, norm_tol(t)));
+  // The fp32 residual: the same single fp32 add as the CPU's, so equal (not merely close).
+  auto r = dx.download();
+  r.erase(r.begin(), r.begin() + misalign);
+  EXPECT_TRUE(all_close(r, r_ref, Tol{0, 0}));
+}
+
+TEST(CudaNorm, MixedFp32ResidualMatchesCpuOverHiddenSizesAndBranches) {
+  TESSERA_SKIP_WITHOUT_GPU();
+  std::set<NormPath> seen;
+  for (DType t : kAllTypes) {
+    std::vector<int64_t> ds = dims();
+    // 40960: the widest fp32 row of the shared-memory path (160 KB), for the 16-bit types too.
+    if (!quick()) ds.push_back(40960);
+    for (int64_t dim : ds) {
+      const int64_t rows = dim >= 16384 ? 3 : 5;
+      for (Op op : {Op::kRms, Op::kAddRms, Op::kLayer, Op::kAddLayer}) run_mixed_case(op, t, rows, dim, 0, &seen);
+    }
+    run_mixed_case(Op::kAddLayer, t, 4, 4096, 1, &seen);
+    run_mixed_case(Op::kAddRms, t, 2, 65536, 3, &seen);
+  }
+  if (!quick()) {
+    for (NormPath p : {NormPath::kCachedNV1, NormPath::kCachedNV2, NormPath::kCachedNV4, NormPath::kSharedRow,
+                       NormPath::kLoopVec, NormPath::kLoopScalar})
+      EXPECT_TRUE(seen.count(p)) << "dispatch branch " << static_cast<int>(p) << " not covered (mixed)";
+  }
+  // The path choice for the 16-bit types: registers as before, the fp32 shared row up to 40960, then the loop.
+  EXPECT_EQ(norm_path(32768, DType::BF16, true, true), NormPath::kCachedNV4);
+  EXPECT_EQ(norm_path(40960, DType::BF16, true, true), NormPath::kSharedRow);
+  EXPECT_EQ(norm_path(65536, DType::BF16, true, true), NormPath::kLoopVec);
+  EXPECT_EQ(norm_path(65536, DType::BF16, true, false), NormPath::kSharedRow);
+}
+
+TEST(CudaNorm, MixedWithF32StorageIsBitwiseThePlainOp) {
+  TESSERA_SKIP_WITHOUT_GPU();
+  for (int64_t dim : {576, 4096, 24576, 65536}) {
+    const int64_t rows = 3;
+    auto x = randn(rows * dim, 7 + dim, 1.f, 3.f), delta = randn(rows * dim, 8 + dim, 0.5f);
+    auto gamma = randn(dim, 9 + dim, 0.2f, 1.f), beta = randn(dim, 10 + dim, 0.1f);
+    DeviceBuffer r1 = DeviceBuffer::from(x, DType::F32), r2 = DeviceBuffer::from(x, DType::F32);
+    DeviceBuffer dd = DeviceBuffer::from(delta, DType::F32), dg = DeviceBuffer::from(gamma, DType::F32),
+                 db = DeviceBuffer::from(beta, DType::F32);
+    DeviceBuffer y1(rows * dim, DType::F32), y2(rows * dim, DType::F32);
+    y1.poison(), y2.poison();
+    TESSERA_STATUS_CHECK(
+        add_layer_norm(r1.get(), dd.get(), dg.get(), db.get(), y1.get(), rows, dim, 1e-5f, DType::F32, nullptr));
+    TESSERA_STATUS_CHECK(add_layer_norm_mixed(static_cast<float*>(r2.get()), dd.get(), dg.get(), db.get(), y2.get(),
+                                              rows, dim, 1e-5f, DType::F32, nullptr));
+    EXPECT_EQ(y1.download(), y2.download()) << "dim " << dim;
+    EXPECT_EQ(r1.download(), r2.download()) << "dim " << dim;
+  }
+}
+
+TEST(CudaNorm, EmbeddingF32MatchesCpu) {
+  TESSERA_SKIP_WITHOUT_GPU();
+  for (DType t : kAllTypes) {
+    for (int64_t dim : {576, 1000, 4096, 7}) {
+      SCOPED_TRACE(std::string("dtype ") + dtype_name(t) + " dim " + std::to_string(dim));
+      const int64_t vocab = 50, n_pos = 40, n = 17;
+      auto wte = randn(vocab * dim, 3 + dim, 1.f), wpe = randn(n_pos * dim, 4 + dim, 0.3f);
+      quantize(wte, t), quantize(wpe, t);
+      std::vector<int32_t> ids(n), pos(n);
+      for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % vocab), pos[i] = i;
+      DeviceBuffer dte = DeviceBuffer::from(wte, t), dpe = DeviceBuffer::from(wpe, t);
+      DeviceBuffer dids = DeviceBuffer::ints(ids), dpos = DeviceBuffer::ints(pos);
+      for (bool with_pos : {false, true}) {
+        DeviceBuffer out(n * dim, DType::F32);
+        out.poison();
+        TESSERA_STATUS_CHECK(embedding_f32(dids.i32(), dpos.i32(), dte.get(), with_pos ? dpe.get() : nullptr,
+                                           static_cast<float*>(out.get()), n, dim, t, nullptr));
+        std::vector<float> ref(n * dim);
+        ops::embedding(ids.data(), pos.data(), wte.data(), with_pos ? wpe.data() : nullptr, ref.data(), n, dim);
+        // The sum of two values of t, taken in fp32 as on the CPU: equal.
+        EXPECT_TRUE(all_close(out.download(), ref, Tol{0, 0})) << "with_pos " << with_pos;
+      }
+    }
+  }
+}
+
+// Not a bound: prints the time of the plain and the mixed fused add + RMSNorm (bf16 storage) and the bytes each
+// must move (plain: 8 bytes an element, mixed: 12 — the fp32 residual is read and written), for the notes in
+// docs/benchmarks.md. Median of 50 event-timed launches after 5 warm-ups.
+TEST(CudaNorm, MixedTimingReport) {
+  TESSERA_SKIP_WITHOUT_GPU();
+  if (quick()) GTEST_SKIP() << "timing: not in quick mode";
+  struct Shape {
+    int64_t rows, dim;
+  };
+  for (Shape sh : {Shape{4096, 4096}, Shape{1024, 12288}, Shape{512, 16384}, Shape{128, 65536}}) {
+    const int64_t n = sh.rows * sh.dim;
+    auto x = randn(n, 1, 1.f), d = randn(n, 2, 0.5f), g = randn(sh.dim, 3, 0.2f, 1.f);
+    DeviceBuffer r16 = DeviceBuffer::from(x, DType::BF16), r32 = DeviceBuffer::from(x, DType::F32);
+    DeviceBuffer dd = DeviceBuffer::from(d, DType::BF16), dg = DeviceBuffer::from(g, DType::BF16);
+    DeviceBuffer y(n, DType::BF16);
+    cudaEvent_t e0, e1;
+    TESSERA_CUDA_CHECK(cudaEventCreate(&e0));
+    TESSERA_CUDA_CHECK(cudaEventCreate(&e1));
+    auto time_us = [&](auto&& launch) {
+      for (int i = 0; i < 5; ++i) TESSERA_STATUS_CHECK(launch());
+      std::vector<float> ms;
+      for (int i = 0; i < 50; ++i) {
+        TESSERA_CUDA_CHECK(cudaEventRecord(e0));
+        TESSERA_STATUS_CHECK(launch());
+        TESSERA_CUDA_CHECK(cudaEventRecord(e1));
+        TESSERA_CUDA_CHECK(cudaEventSynchronize(e1));
+        float t = 0;
+        TESSERA_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+        ms.push_back(t);
+      }
+      std::sort(ms.begin(), ms.end());
+      return 1e3 * ms[ms.size() / 2];
+    };
+    const double plain = time_us([&] {
+      return add_rms_norm(r16.get(), dd.get(), dg.get(), y.get(), sh.rows, sh.dim, 1e-5f, DType::BF16, nullptr);
+    });
+    const double mixed = time_us([&] {
+      return add_rms_norm_mixed(static_cast<float*>(r32.get()), dd.get(), dg.get(), y.get(), sh.rows, sh.dim, 1e-5f,
+                                DType::BF16, nullptr);
+    });
+    const double gb_plain = 8.0 * n / 1e9, gb_mixed = 12.0 * n / 1e9;
+    std::printf(
+        "[norm timing] add_rms_norm bf16 rows %lld hidden %lld (%s): plain %.1f us (%.0f GB/s), mixed %.1f us "
+        "(%.0f GB/s, path %s)\n",
+        static_cast<long long>(sh.rows), static_cast<long long>(sh.dim),
+        norm_path(sh.dim, DType::BF16, true) == NormPath::kSharedRow ? "plain: shared row" : "plain: registers", plain,
+        gb_plain / (plain * 1e-6), mixed, gb_mixed / (mixed * 1e-6),
+        norm_path(sh.dim, DType::BF16, true, true) == NormPath::kLoopVec ? "loop" : "registers");
+    TESSERA_CUDA_CHECK(cudaEventDestroy(e0));
+    TESSERA_CUDA_CHECK(cudaEventDestroy(e1));
+  }
+}
+
 TEST(CudaNorm, ManyRows) {
   TESSERA_SKIP_WITHOUT_GPU();
   std::set<NormPath> seen;
@@ -116,6 +296,12 @@ TEST(CudaNorm, RejectsBadArguments) {
   const Status st2 = layer_norm(reinterpret_cast<void*>(16), reinterpret_cast<void*>(16), nullptr,
                                 reinterpret_cast<void*>(16), 4, 8, 1e-5f, DType::F32, nullptr);
   EXPECT_NE(st2.message.find("'beta'"), std::string::npos) << st2.message;
+  const Status st3 = add_rms_norm_mixed(reinterpret_cast<float*>(16), nullptr, reinterpret_cast<void*>(16),
+                                        reinterpret_cast<void*>(16), 4, 8, 1e-5f, DType::BF16, nullptr);
+  EXPECT_NE(st3.message.find("add_rms_norm_mixed"), std::string::npos) << st3.message;
+  EXPECT_NE(st3.message.find("'delta'"), std::string::npos) << st3.message;
+  const Status st4 = embedding_f32(nullptr, nullptr, nullptr, nullptr, nullptr, 3, 8, DType::BF16, nullptr);
+  EXPECT_NE(st4.message.find("'ids'"), std::string::npos) << st4.message;
 }
 
 }  // namespace

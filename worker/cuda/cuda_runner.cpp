@@ -96,7 +96,8 @@ int64_t kv_slots_fitting(size_t free_bytes, double fraction, size_t bytes_per_sl
 
 // --- construction ----------------------------------------------------------------------------------------------
 struct CudaRunner::Scratch {
-  void *x = nullptr, *h = nullptr, *qkv = nullptr, *attn = nullptr, *proj = nullptr, *ffn = nullptr, *ffn_act = nullptr,
+  float* x = nullptr;  // the residual stream, fp32 whatever the storage dtype (as vLLM / TensorRT-LLM keep it)
+  void *h = nullptr, *qkv = nullptr, *attn = nullptr, *proj = nullptr, *ffn = nullptr, *ffn_act = nullptr,
        *rows = nullptr;  // storage dtype
   float *logits_local = nullptr, *logits_all = nullptr;
   int32_t* ints = nullptr;  // the call's index arrays, one host-to-device copy
@@ -277,7 +278,7 @@ Status CudaRunner::ensure_scratch(int64_t n, int64_t n_out, size_t workspace_byt
   s.block = tp_->size() > 1 ? (c.vocab + tp_->size() - 1) / tp_->size() : c.vocab;
   const size_t e = esize_;
   using R = DeviceArena;
-  const size_t sizes[] = {static_cast<size_t>(n * c.hidden) * e,                               // x
+  const size_t sizes[] = {static_cast<size_t>(n * c.hidden) * sizeof(float),                   // x (fp32)
                           static_cast<size_t>(n * c.hidden) * e,                               // h
                           static_cast<size_t>(n * qkv_cols_) * e,                              // qkv
                           static_cast<size_t>(n * q_cols) * e,                                 // attn
@@ -298,7 +299,7 @@ Status CudaRunner::ensure_scratch(int64_t n, int64_t n_out, size_t workspace_byt
   scratch_.reset();
   void* p[std::size(sizes)];
   for (size_t i = 0; i < std::size(sizes); ++i) p[i] = scratch_.take(std::max<size_t>(sizes[i], 1));
-  s.x = p[0];
+  s.x = static_cast<float*>(p[0]);
   s.h = p[1];
   s.qkv = p[2];
   s.attn = p[3];
@@ -322,19 +323,20 @@ std::vector<int32_t> CudaRunner::local_ids(const int32_t* tokens, int64_t n) con
   return ids;
 }
 
-Status CudaRunner::all_reduce(void* buf, int64_t count) {
-  if (tp_->size() > 1) tp_->all_reduce_sum(buf, count, elem_type(dtype_));  // throws CommError on failure
+Status CudaRunner::all_reduce(void* buf, int64_t count, bool f32) {
+  // throws CommError on failure
+  if (tp_->size() > 1) tp_->all_reduce_sum(buf, count, f32 ? parallel::ElemType::kF32 : elem_type(dtype_));
   return Status::success();
 }
 
-// x = wte[ids] (+ wpe[pos]). ids are already local (the zero row for tokens another rank owns); under TP only
-// rank 0 adds the positions, so that the all-reduce adds them once.
+// x (fp32) = wte[ids] (+ wpe[pos]), the sum in fp32 as on the CPU. ids are already local (the zero row for
+// tokens another rank owns); under TP only rank 0 adds the positions, so that the (fp32) all-reduce adds them once.
 Status CudaRunner::embed(const Scratch& s, int64_t n) {
   const int32_t* ids = s.ints;
   const int32_t* pos = s.ints + n;
   const void* wpe = tp_->rank() == 0 ? wpe_ : nullptr;
-  TESSERA_STATUS_TRY(gpu::embedding(ids, pos, wte_, wpe, s.x, n, config_.hidden, dtype_, stream_));
-  return all_reduce(s.x, n * config_.hidden);
+  TESSERA_STATUS_TRY(gpu::embedding_f32(ids, pos, wte_, wpe, s.x, n, config_.hidden, dtype_, stream_));
+  return all_reduce(s.x, n * config_.hidden, /*f32=*/true);
 }
 
 template <typename Attend>
@@ -345,13 +347,15 @@ Status CudaRunner::run_layers(const Scratch& s, int64_t n, Attend&& attend) {
   const int32_t* pos = s.ints + n;
   const int32_t* kv_slots = s.ints + 2 * n;
   const bool rank0 = tp_->rank() == 0;
+  // The residual stream x is fp32; proj, the weights and h are in the storage dtype (with F32 storage the
+  // *_mixed ops are the plain ones, bit for bit).
   auto norm = [&](const void* g, const void* b) {  // h = norm(x)
-    return llama ? gpu::rms_norm(s.x, g, s.h, n, c.hidden, c.norm_eps, dtype_, stream_)
-                 : gpu::layer_norm(s.x, g, b, s.h, n, c.hidden, c.norm_eps, dtype_, stream_);
+    return llama ? gpu::rms_norm_mixed(s.x, g, s.h, n, c.hidden, c.norm_eps, dtype_, stream_)
+                 : gpu::layer_norm_mixed(s.x, g, b, s.h, n, c.hidden, c.norm_eps, dtype_, stream_);
   };
-  auto add_norm = [&](const void* g, const void* b) {  // x += proj; h = norm(x)
-    return llama ? gpu::add_rms_norm(s.x, s.proj, g, s.h, n, c.hidden, c.norm_eps, dtype_, stream_)
-                 : gpu::add_layer_norm(s.x, s.proj, g, b, s.h, n, c.hidden, c.norm_eps, dtype_, stream_);
+  auto add_norm = [&](const void* g, const void* b) {  // x += proj (fp32); h = norm(x)
+    return llama ? gpu::add_rms_norm_mixed(s.x, s.proj, g, s.h, n, c.hidden, c.norm_eps, dtype_, stream_)
+                 : gpu::add_layer_norm_mixed(s.x, s.proj, g, b, s.h, n, c.hidden, c.norm_eps, dtype_, stream_);
   };
   TESSERA_STATUS_TRY(norm(layers_[0].attn_norm_w, layers_[0].attn_norm_b));
   for (int64_t l = 0; l < c.n_layers; ++l) {

@@ -5,6 +5,8 @@
 // Out: prefill() / decode() return host fp32 logits [B, vocab] on TP rank 0, exactly as the CPU Transformer:
 // the same ops in the same order (fused residual norms, RoPE, KV write, attention, two all-reduces per layer,
 // vocabulary-parallel embedding, logits gathered to rank 0).
+// Precision: the residual stream is fp32 in every mode (fused fp32 add + norm, kernels/cuda's *_mixed ops);
+// the matmul inputs and outputs, the KV cache and the normalized activations are in the storage dtype.
 // Memory: the weights in one device arena (one cudaMalloc, uploaded once), the activations in one scratch
 // arena (one cudaMalloc, re-made only when a larger group arrives), the KV cache in one pool (one cudaMalloc
 // per configure()). No managed memory. All work runs on one stream (its own, or the caller's so that an NCCL
@@ -90,7 +92,7 @@ class CudaRunner final : public ModelRunner {
   template <typename Attend>
   gpu::Status run_layers(const Scratch& s, int64_t n, Attend&& attend);
   gpu::Status embed(const Scratch& s, int64_t n);
-  gpu::Status all_reduce(void* buf, int64_t count);
+  gpu::Status all_reduce(void* buf, int64_t count, bool f32 = false);  // f32: an fp32 buffer, else dtype
   gpu::Status logits(const Scratch& s, const void* rows_normed, int64_t B, std::vector<float>& out);
   std::vector<int32_t> local_ids(const int32_t* tokens, int64_t n) const;
   void* k_cache(int64_t l) const;

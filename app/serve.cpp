@@ -1,0 +1,215 @@
+// app/serve.cpp — wiring: config → tokenizer → cluster → scheduler (main thread) + api + HTTP pool; signals.
+#include "app/serve.h"
+
+#include <unistd.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "app/cluster.h"
+#include "common/check.h"
+#include "coordinator/api/api.h"
+#include "coordinator/http/server.h"
+#include "coordinator/scheduler/scheduler.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "monitoring/metrics.h"
+
+namespace tessera::app {
+namespace {
+
+std::string served_name(const coordinator::ServeConfig& cfg, const std::string& path) {
+  if (!cfg.model.name.empty()) return cfg.model.name;
+  std::filesystem::path p(path);
+  if (p.filename().empty()) p = p.parent_path();
+  return p.has_extension() && p.extension() == ".gguf" ? p.stem().string() : p.filename().string();
+}
+
+// SIGTERM/SIGINT: the handler only writes the signal number to a pipe (async-signal-safe, on whatever thread
+// the kernel picks); a watcher thread reads it and drains, since draining needs locks and a timer.
+int g_signal_pipe = -1;
+
+extern "C" void on_signal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  if (g_signal_pipe >= 0) {
+    const ssize_t n = ::write(g_signal_pipe, &b, 1);
+    (void)n;
+  }
+}
+
+class SignalWatcher {
+ public:
+  SignalWatcher(coordinator::api::Api& api, coordinator::Scheduler& scheduler, double drain_timeout_s)
+      : api_(api), scheduler_(scheduler), drain_timeout_s_(drain_timeout_s) {
+    if (::pipe(fds_) != 0) throw Error("serve: pipe() failed");
+    g_signal_pipe = fds_[1];
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~SignalWatcher() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    const unsigned char zero = 0;  // wakes the watcher
+    const ssize_t n = ::write(fds_[1], &zero, 1);
+    (void)n;
+    thread_.join();
+    if (drain_.joinable()) drain_.join();
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    g_signal_pipe = -1;
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+
+ private:
+  void loop() {
+    bool draining = false;
+    for (;;) {
+      unsigned char sig = 0;
+      const ssize_t n = ::read(fds_[0], &sig, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || sig == 0) return;
+      if (draining) {  // a second signal: do not wait for the drain
+        spdlog::warn("second signal: aborting in-flight requests");
+        scheduler_.stop();
+        continue;
+      }
+      draining = true;
+      spdlog::info("signal {}: draining (not ready, new requests 503), up to {:.0f} s for in-flight requests", sig,
+                   drain_timeout_s_);
+      api_.begin_drain();
+      scheduler_.begin_drain();
+      drain_ = std::thread([this] {
+        std::unique_lock lock(mu_);
+        if (!cv_.wait_for(lock, std::chrono::duration<double>(drain_timeout_s_), [this] { return done_; })) {
+          spdlog::warn("drain timeout ({:.0f} s) passed: aborting in-flight requests", drain_timeout_s_);
+          scheduler_.stop();
+        }
+      });
+    }
+  }
+
+  coordinator::api::Api& api_;
+  coordinator::Scheduler& scheduler_;
+  double drain_timeout_s_;
+  int fds_[2] = {-1, -1};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_, drain_;
+};
+
+}  // namespace
+
+void add_serve_options(CLI::App& cmd, ServeCli& cli) {
+  cmd.add_option("--config", cli.config, "YAML configuration (deploy/examples/cluster.yaml documents every key)");
+  cmd.add_option("--model", cli.model, "model.path: a .gguf file, a Hugging Face directory, or 'default'");
+  cmd.add_option("--host", cli.host, "server.host");
+  cmd.add_option("--port", cli.port, "server.port (0: an ephemeral port, printed on stderr)");
+  cmd.add_option("--tp", cli.tp, "parallel.tp (under mpirun: the number of worker processes)");
+  cmd.add_option("--set", cli.sets, "override any configuration key: --set scheduler.max_waiting=4 (repeatable)");
+}
+
+coordinator::ServeConfig load_config(const ServeCli& cli) {
+  std::vector<std::pair<std::string, std::string>> overrides;
+  for (const std::string& s : cli.sets) overrides.push_back(coordinator::parse_override(s));
+  if (!cli.model.empty()) overrides.emplace_back("model.path", cli.model);
+  if (!cli.host.empty()) overrides.emplace_back("server.host", cli.host);
+  if (cli.port >= 0) overrides.emplace_back("server.port", std::to_string(cli.port));
+  if (cli.tp >= 0) overrides.emplace_back("parallel.tp", std::to_string(cli.tp));
+  return coordinator::load_serve_config(cli.config, overrides);
+}
+
+int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& topo) {
+  spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
+
+  const std::string path = resolve_model(cfg.model.path);
+  std::optional<tokenizer::Tokenizer> tok;
+  try {
+    tok = tokenizer::Tokenizer::from_model_path(path);
+  } catch (const Error& e) {
+    spdlog::warn("no tokenizer ({}): serving token-id prompts only", e.what());
+  }
+  Cluster cluster = start_cluster(topo, path, cfg.parallel.tp, cfg.parallel.step_timeout_s);
+  const std::string name = served_name(cfg, path);
+  const auto max_ctx = static_cast<int32_t>(std::min<int64_t>(cfg.scheduler.max_ctx, cluster.config.max_ctx));
+
+  monitoring::Metrics metrics(name, max_ctx);
+  coordinator::SchedulerOptions so;
+  so.n_slots = cfg.scheduler.max_running;
+  so.max_ctx = max_ctx;
+  so.max_waiting = cfg.scheduler.max_waiting;
+  so.token_budget = cfg.scheduler.token_budget;
+  so.max_pad_fraction = cfg.scheduler.max_pad_fraction;
+  so.vocab = cluster.config.vocab;
+  coordinator::Scheduler scheduler(*cluster.dispatcher, so, &metrics);
+
+  coordinator::api::ApiOptions ao;
+  ao.limits.model_name = name;
+  ao.limits.vocab = cluster.config.vocab;
+  ao.limits.max_ctx = max_ctx;
+  ao.limits.max_prompt_tokens = std::min(cfg.scheduler.max_prompt_tokens, max_ctx - 1);
+  ao.limits.max_tokens_limit = std::min(cfg.scheduler.max_tokens_limit, max_ctx - 1);
+  ao.limits.default_max_tokens = cfg.scheduler.default_max_tokens;
+  ao.limits.max_n = std::min(cfg.scheduler.max_n, cfg.scheduler.max_running);
+  ao.api_key = cfg.server.api_key;
+  ao.request_timeout_s = cfg.server.request_timeout_s;
+  ao.max_body_bytes = cfg.server.max_body_bytes;
+  ao.serve_metrics = cfg.metrics.enabled;
+  coordinator::api::Api api(
+      ao, tok ? &*tok : nullptr,
+      [&scheduler](std::shared_ptr<coordinator::Request> r, std::string* why) {
+        return scheduler.submit(std::move(r), why);
+      },
+      &metrics);
+
+  coordinator::http::ServerOptions ho;
+  ho.host = cfg.server.host;
+  ho.port = cfg.server.port;
+  ho.threads = cfg.server.threads;
+  ho.max_body_bytes = cfg.server.max_body_bytes;
+  coordinator::http::Server server(ho, api.handler());
+  server.start();
+  spdlog::info("serving '{}' (TP {}, {} slots of {} tokens) on http://{}:{}", name, cluster.dispatcher->tp_size(),
+               so.n_slots, max_ctx, cfg.server.host, server.port());
+
+  std::optional<Error> failure;
+  {
+    SignalWatcher watcher(api, scheduler, cfg.server.drain_timeout_s);
+    api.set_ready(true);
+    try {
+      scheduler.run();  // returns after a drain or stop()
+    } catch (const Error& e) {
+      failure = e;
+    }
+    api.set_ready(false);
+  }
+  if (failure) {
+    spdlog::error("the cluster failed: {}", failure->what());
+    server.stop(1.0);  // the in-flight answers (errors) go out first
+    throw *failure;
+  }
+  shutdown_cluster(topo, cluster);
+  server.stop(2.0);
+  spdlog::info("drained: exiting");
+  return 0;
+}
+
+}  // namespace tessera::app

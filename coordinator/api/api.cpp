@@ -1,0 +1,256 @@
+// coordinator/api/api.cpp — routing, authentication, and the ex_wrapper around every route.
+#include "coordinator/api/api.h"
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common/check.h"
+#include "coordinator/api/errors.h"
+#include "coordinator/stream/completion_stream.h"
+#include "monitoring/metrics.h"
+
+namespace tessera::coordinator::api {
+namespace {
+
+using nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+http::HttpResponse json_response(const json& j, int status = 200) { return {status, "application/json", dump(j), {}}; }
+
+json parse_body(const std::string& body) {
+  if (body.empty()) throw ApiError(ErrorKind::kInvalid, "the request body is empty: send a JSON object");
+  try {
+    return json::parse(body);
+  } catch (const json::parse_error& e) {
+    throw ApiError(ErrorKind::kInvalid, std::string("malformed JSON in the request body: ") + e.what());
+  }
+}
+
+std::string random_hex() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+struct Route {
+  const char* path;
+  const char* method;
+};
+constexpr Route kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
+                             {"/v1/models", "GET"},       {"/tokenize", "POST"},
+                             {"/detokenize", "POST"},     {"/health", "GET"},
+                             {"/ready", "GET"},           {"/metrics", "GET"}};
+
+}  // namespace
+
+Api::Api(ApiOptions options, const tokenizer::Tokenizer* tokenizer, SubmitFn submit, monitoring::Metrics* metrics)
+    : options_(std::move(options)),
+      tokenizer_(tokenizer),
+      submit_(std::move(submit)),
+      metrics_(metrics),
+      created_(static_cast<int64_t>(std::time(nullptr))) {}
+
+void Api::set_ready(bool ready) {
+  ready_.store(ready);
+  if (metrics_) metrics_->set_ready(ready && !draining_.load());
+}
+
+void Api::begin_drain() {
+  draining_.store(true);
+  if (metrics_) metrics_->set_ready(false);
+}
+
+void Api::count(const std::string& route, int status) const {
+  if (metrics_) metrics_->count_http_request(route, status);
+}
+
+void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
+  std::string route = "other";
+  try {
+    const Route* found = nullptr;
+    bool path_known = false;
+    for (const Route& r : kRoutes) {
+      if (req.path != r.path) continue;
+      path_known = true;
+      if (req.method == r.method) found = &r;
+    }
+    if (path_known && req.path == "/metrics" && !options_.serve_metrics) path_known = false;
+    if (!path_known) throw ApiError(ErrorKind::kNotFound, "no route " + req.method + " " + req.path);
+    route = req.path;
+    if (!found) throw ApiError(ErrorKind::kMethodNotAllowed, "method " + req.method + " is not allowed on " + req.path);
+    if (!options_.api_key.empty() && req.path.starts_with("/v1/")) {
+      if (req.authorization.empty())
+        throw ApiError(ErrorKind::kUnauthorized, "missing API key: send 'Authorization: Bearer <key>'");
+      if (req.authorization != "Bearer " + options_.api_key)
+        throw ApiError(ErrorKind::kUnauthorized, "incorrect API key provided");
+    }
+    if (req.body_too_large)
+      throw ApiError(ErrorKind::kTooLarge,
+                     "the request body exceeds the limit of " + std::to_string(options_.max_body_bytes) + " bytes");
+
+    http::HttpResponse r;
+    if (req.path == "/v1/completions" || req.path == "/v1/chat/completions") {
+      completions(req, ex, req.path == "/v1/chat/completions", route);
+      return;  // the CompletionJob answers (and counts)
+    } else if (req.path == "/health") {
+      r = json_response({{"status", "ok"}});
+    } else if (req.path == "/ready") {
+      if (draining_.load()) throw ApiError(ErrorKind::kUnavailable, "draining: the server is shutting down");
+      if (!ready_.load()) throw ApiError(ErrorKind::kUnavailable, "not ready: the cluster is starting");
+      r = json_response({{"status", "ready"}});
+    } else if (req.path == "/metrics") {
+      r = {200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->exposition() : "", {}};
+    } else if (req.path == "/v1/models") {
+      r = models();
+    } else if (req.path == "/tokenize") {
+      r = tokenize(req.body);
+    } else {
+      r = detokenize(req.body);
+    }
+    count(route, r.status);
+    ex->respond(std::move(r));
+  } catch (const ApiError& e) {
+    http::HttpResponse r = to_response(e, options_.retry_after_s);
+    if (e.kind() == ErrorKind::kMethodNotAllowed) {
+      for (const Route& rt : kRoutes)
+        if (req.path == rt.path) r.headers.emplace_back("Allow", rt.method);
+    }
+    count(route, r.status);
+    ex->respond(std::move(r));
+  } catch (const Error& e) {
+    // Bad data found below the api layer (e.g. invalid UTF-8 in a text to tokenize).
+    http::HttpResponse r = to_response(ApiError(ErrorKind::kInvalid, e.what()), options_.retry_after_s);
+    count(route, r.status);
+    ex->respond(std::move(r));
+  } catch (const std::exception& e) {
+    http::HttpResponse r =
+        to_response(ApiError(ErrorKind::kInternal, std::string("internal error: ") + e.what()), options_.retry_after_s);
+    count(route, r.status);
+    ex->respond(std::move(r));
+  }
+}
+
+void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::Exchange>& ex, bool chat,
+                      const std::string& route) {
+  if (draining_.load()) throw ApiError(ErrorKind::kUnavailable, "the server is shutting down (draining)");
+  const json body = parse_body(req.body);
+  CompletionParams p = parse_completion(body, chat, options_.limits, tokenizer_);
+
+  stream::JobOptions jo;
+  jo.chat = chat;
+  jo.stream = p.stream;
+  jo.include_usage = p.include_usage;
+  jo.logprobs = p.logprobs;
+  jo.echo = p.echo;
+  jo.return_token_ids = p.return_token_ids;
+  jo.n = p.n;
+  jo.id = (chat ? "chatcmpl-" : "cmpl-") + random_hex();
+  jo.model = options_.limits.model_name;
+  jo.created = static_cast<int64_t>(std::time(nullptr));
+  jo.stop = p.stop;
+  for (const auto& pr : p.prompts) jo.prompt_tokens.push_back(static_cast<int32_t>(pr.size()));
+  jo.echo_texts = p.echo_texts;
+  const int retry = options_.retry_after_s;
+  stream::JobHooks hooks;
+  hooks.internal_error = [retry](const std::string& message) {
+    return to_response(ApiError(ErrorKind::kInternal, message), retry);
+  };
+  hooks.on_status = [this, route](int status) { count(route, status); };
+  auto job = std::make_shared<stream::CompletionJob>(std::move(jo), tokenizer_, ex, std::move(hooks));
+
+  std::vector<int32_t> stop_ids;
+  if (!p.ignore_eos && tokenizer_) stop_ids = tokenizer_->stop_ids();
+  std::vector<std::shared_ptr<Request>> requests;
+  const auto now = SteadyClock::now();
+  for (size_t i = 0; i < p.prompts.size(); ++i) {
+    auto r = std::make_shared<Request>();
+    r->id = next_id_.fetch_add(1);
+    r->prompt = std::move(p.prompts[i]);
+    r->max_tokens = p.max_tokens;
+    r->n = p.n;
+    r->sampling = p.sampling;
+    r->stop_ids = stop_ids;
+    r->arrival = now;
+    if (options_.request_timeout_s > 0)
+      r->deadline = now + std::chrono::duration_cast<SteadyClock::duration>(
+                              std::chrono::duration<double>(options_.request_timeout_s));
+    r->sink = job->sink(static_cast<int32_t>(i));
+    requests.push_back(std::move(r));
+  }
+  job->set_requests(requests);
+  for (auto& r : requests) {
+    std::string why;
+    const SubmitStatus s = submit_(r, &why);
+    if (s != SubmitStatus::kAccepted) {
+      job->abandon();  // cancels the prompts already submitted
+      throw from_submit_status(s, why);
+    }
+  }
+  std::weak_ptr<stream::CompletionJob> weak = job;
+  ex->on_disconnect([weak] {
+    if (auto j = weak.lock()) j->cancel_all();
+  });
+  job->begin();
+}
+
+http::HttpResponse Api::models() const {
+  json model = {{"id", options_.limits.model_name},
+                {"object", "model"},
+                {"created", created_},
+                {"owned_by", "tessera"},
+                {"root", options_.limits.model_name},
+                {"max_model_len", options_.limits.max_ctx}};
+  return json_response({{"object", "list"}, {"data", json::array({model})}});
+}
+
+http::HttpResponse Api::tokenize(const std::string& body_text) const {
+  const json body = parse_body(body_text);
+  if (!body.is_object()) throw ApiError(ErrorKind::kInvalid, "the request body must be a JSON object");
+  if (!tokenizer_) throw ApiError(ErrorKind::kInvalid, "this model has no tokenizer");
+  if (auto m = body.find("model"); m != body.end() && !m->is_null() && *m != options_.limits.model_name)
+    throw ApiError(ErrorKind::kModelNotFound, "The model '" + m->dump() + "' does not exist", "model");
+  std::vector<int32_t> ids;
+  auto add_special = body.find("add_special_tokens");
+  if (add_special != body.end() && !add_special->is_boolean())
+    throw ApiError(ErrorKind::kInvalid, "'add_special_tokens': must be a boolean", "add_special_tokens");
+  if (auto msgs = body.find("messages"); msgs != body.end()) {
+    bool gen = true;
+    if (auto g = body.find("add_generation_prompt"); g != body.end()) {
+      if (!g->is_boolean())
+        throw ApiError(ErrorKind::kInvalid, "'add_generation_prompt': must be a boolean", "add_generation_prompt");
+      gen = g->get<bool>();
+    }
+    ids = tokenizer_->encode(tokenizer_->apply_chat_template(parse_messages(*msgs), gen), false, true);
+  } else if (auto prompt = body.find("prompt"); prompt != body.end() && prompt->is_string()) {
+    const bool special = add_special == body.end() || add_special->get<bool>();
+    ids = tokenizer_->encode(prompt->get<std::string>(), special, false);
+  } else {
+    throw ApiError(ErrorKind::kInvalid, "'prompt': is required and must be a string (or send 'messages')", "prompt");
+  }
+  return json_response({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", options_.limits.max_ctx}});
+}
+
+http::HttpResponse Api::detokenize(const std::string& body_text) const {
+  const json body = parse_body(body_text);
+  if (!body.is_object()) throw ApiError(ErrorKind::kInvalid, "the request body must be a JSON object");
+  if (!tokenizer_) throw ApiError(ErrorKind::kInvalid, "this model has no tokenizer");
+  auto tokens = body.find("tokens");
+  if (tokens == body.end() || !tokens->is_array())
+    throw ApiError(ErrorKind::kInvalid, "'tokens': is required and must be a list of token ids", "tokens");
+  std::vector<int32_t> ids;
+  for (const json& v : *tokens) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= options_.limits.vocab)
+      throw ApiError(
+          ErrorKind::kInvalid,
+          "'tokens': " + v.dump() + " is not a token id in [0, " + std::to_string(options_.limits.vocab) + ")",
+          "tokens");
+    ids.push_back(v.get<int32_t>());
+  }
+  return json_response({{"prompt", tokenizer_->decode(ids, false)}});
+}
+
+}  // namespace tessera::coordinator::api

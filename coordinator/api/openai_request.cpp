@@ -1,0 +1,257 @@
+// coordinator/api/openai_request.cpp — field by field validation of OpenAI request bodies.
+#include "coordinator/api/openai_request.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common/check.h"
+#include "coordinator/api/errors.h"
+
+namespace tessera::coordinator::api {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void bad(const std::string& field, const std::string& why) {
+  throw ApiError(ErrorKind::kInvalid, "'" + field + "': " + why, field);
+}
+
+const json* field(const json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+double number(const json& body, const char* name, double def, double lo, double hi) {
+  const json* v = field(body, name);
+  if (!v) return def;
+  if (!v->is_number()) bad(name, "must be a number, got " + v->dump());
+  const double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    bad(name, "must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + v->dump());
+  return x;
+}
+
+int64_t integer(const json& body, const char* name, int64_t def, int64_t lo, int64_t hi) {
+  const json* v = field(body, name);
+  if (!v) return def;
+  if (!v->is_number_integer()) bad(name, "must be an integer, got " + v->dump());
+  const int64_t x =
+      v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : v->get<int64_t>();
+  if (x < lo || x > hi)
+    bad(name, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
+  return x;
+}
+
+bool boolean(const json& body, const char* name, bool def) {
+  const json* v = field(body, name);
+  if (!v) return def;
+  if (!v->is_boolean()) bad(name, "must be a boolean, got " + v->dump());
+  return v->get<bool>();
+}
+
+std::vector<int32_t> token_ids(const json& list, const std::string& name, const ApiLimits& limits) {
+  std::vector<int32_t> ids;
+  ids.reserve(list.size());
+  for (const json& v : list) {
+    if (!v.is_number_integer()) bad(name, "token ids must be integers, got " + v.dump());
+    const int64_t id = v.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), INT64_MAX))
+                                              : v.get<int64_t>();
+    if (id < 0 || id >= limits.vocab)
+      bad(name, "token id " + v.dump() + " is outside the vocabulary [0, " + std::to_string(limits.vocab) + ")");
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
+std::vector<int32_t> encode_text(const std::string& text, const std::string& name, const tokenizer::Tokenizer* tok,
+                                 bool chat_template) {
+  if (!tok) bad(name, "this model has no tokenizer: send token ids");
+  try {
+    return chat_template ? tok->encode(text, false, true) : tok->encode(text, true, false);
+  } catch (const Error& e) {
+    bad(name, e.what());  // e.g. invalid UTF-8
+  }
+}
+
+}  // namespace
+
+std::vector<tokenizer::ChatMessage> parse_messages(const json& messages) {
+  if (!messages.is_array() || messages.empty()) bad("messages", "must be a non-empty array of messages");
+  std::vector<tokenizer::ChatMessage> out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) bad(where, "must be an object with 'role' and 'content'");
+    const json* role = field(m, "role");
+    if (!role || !role->is_string()) bad(where + ".role", "must be a string");
+    tokenizer::ChatMessage msg{role->get<std::string>(), ""};
+    const json* content = field(m, "content");
+    if (!content) {
+      // An assistant message may have no content (tool calls); it renders as empty.
+    } else if (content->is_string()) {
+      msg.content = content->get<std::string>();
+    } else if (content->is_array()) {
+      for (const json& part : *content) {
+        const json* type = part.is_object() ? field(part, "type") : nullptr;
+        const json* text = part.is_object() ? field(part, "text") : nullptr;
+        if (!type || *type != "text" || !text || !text->is_string())
+          bad(where + ".content", "only text parts ({\"type\": \"text\", \"text\": ...}) are supported");
+        msg.content += text->get<std::string>();
+      }
+    } else {
+      bad(where + ".content", "must be a string or a list of text parts");
+    }
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& limits,
+                                  const tokenizer::Tokenizer* tok) {
+  if (!body.is_object()) throw ApiError(ErrorKind::kInvalid, "the request body must be a JSON object");
+  CompletionParams p;
+  p.chat = chat;
+  if (const json* m = field(body, "model")) {
+    if (!m->is_string()) bad("model", "must be a string");
+    if (m->get<std::string>() != limits.model_name)
+      throw ApiError(
+          ErrorKind::kModelNotFound,
+          "The model '" + m->get<std::string>() + "' does not exist; this server serves '" + limits.model_name + "'",
+          "model");
+  }
+
+  // --- the prompt ---
+  if (chat) {
+    const json* messages = field(body, "messages");
+    if (!messages) bad("messages", "is required");
+    auto msgs = parse_messages(*messages);
+    if (!tok) bad("messages", "this model has no tokenizer (no chat template): use /v1/completions with token ids");
+    std::string rendered;
+    try {
+      rendered = tok->apply_chat_template(msgs, true);
+    } catch (const Error& e) {
+      bad("messages", e.what());
+    }
+    p.prompts.push_back(encode_text(rendered, "messages", tok, true));
+  } else {
+    const json* prompt = field(body, "prompt");
+    if (!prompt) bad("prompt", "is required");
+    if (prompt->is_string()) {
+      p.prompts.push_back(encode_text(prompt->get<std::string>(), "prompt", tok, false));
+    } else if (prompt->is_array() && !prompt->empty() && (*prompt)[0].is_number()) {
+      p.prompts.push_back(token_ids(*prompt, "prompt", limits));
+    } else if (prompt->is_array() && !prompt->empty()) {
+      for (size_t i = 0; i < prompt->size(); ++i) {
+        const json& item = (*prompt)[i];
+        const std::string name = "prompt[" + std::to_string(i) + "]";
+        if (item.is_string()) {
+          p.prompts.push_back(encode_text(item.get<std::string>(), name, tok, false));
+        } else if (item.is_array()) {
+          p.prompts.push_back(token_ids(item, name, limits));
+        } else {
+          bad(name, "must be a string or a list of token ids");
+        }
+      }
+    } else {
+      bad("prompt", "must be a string, a list of strings, a list of token ids or a list of token-id lists");
+    }
+    if (p.prompts.size() > 64) bad("prompt", "at most 64 prompts per request");
+  }
+
+  // --- lengths ---
+  const json* mt = field(body, "max_completion_tokens");
+  if (!mt) mt = field(body, "max_tokens");
+  const char* mt_name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  int64_t max_tokens = integer(body, mt_name, -1, 1, limits.max_tokens_limit);
+  for (size_t i = 0; i < p.prompts.size(); ++i) {
+    const int64_t len = static_cast<int64_t>(p.prompts[i].size());
+    const std::string name =
+        chat ? "messages" : (p.prompts.size() == 1 ? "prompt" : "prompt[" + std::to_string(i) + "]");
+    if (len == 0) bad(name, "is empty (0 tokens)");
+    const int64_t prompt_limit = std::min<int64_t>(limits.max_prompt_tokens, limits.max_ctx - 1);
+    if (len > prompt_limit)
+      bad(name, "This model's maximum context length is " + std::to_string(limits.max_ctx) +
+                    " tokens and a prompt may have at most " + std::to_string(prompt_limit) +
+                    " tokens; your prompt has " + std::to_string(len) + " tokens");
+    if (mt && len + max_tokens > limits.max_ctx)
+      bad(mt_name, "This model's maximum context length is " + std::to_string(limits.max_ctx) +
+                       " tokens. However, you requested " + std::to_string(len + max_tokens) + " tokens (" +
+                       std::to_string(len) + " in the prompt, " + std::to_string(max_tokens) +
+                       " in the completion). Please reduce the prompt or max_tokens");
+  }
+  if (!mt) {
+    // Unset: the configured default, shortened to what the longest prompt leaves of the context.
+    int64_t room = limits.max_ctx;
+    for (const auto& pr : p.prompts) room = std::min<int64_t>(room, limits.max_ctx - static_cast<int64_t>(pr.size()));
+    max_tokens = std::min<int64_t>(limits.default_max_tokens, room);
+  }
+  p.max_tokens = static_cast<int32_t>(max_tokens);
+
+  // --- sampling ---
+  p.n = static_cast<int32_t>(integer(body, "n", 1, 1, limits.max_n));
+  p.sampling.temperature = static_cast<float>(number(body, "temperature", 1.0, 0.0, 2.0));
+  p.sampling.top_p = static_cast<float>(number(body, "top_p", 1.0, 0.0, 1.0));
+  if (p.sampling.top_p <= 0.0f) bad("top_p", "must be in (0, 1], got 0");
+  p.sampling.top_k = static_cast<int32_t>(integer(body, "top_k", -1, -1, INT32_MAX));
+  p.sampling.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -2.0, 2.0));
+  p.sampling.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -2.0, 2.0));
+  if (const json* seed = field(body, "seed")) {
+    if (!seed->is_number_integer()) bad("seed", "must be an integer, got " + seed->dump());
+    p.sampling.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
+  } else {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    p.sampling.seed = rng();
+  }
+  if (chat) {
+    p.logprobs = boolean(body, "logprobs", false);
+    p.sampling.n_logprobs = static_cast<int32_t>(integer(body, "top_logprobs", 0, 0, sampler::kMaxLogprobs));
+    if (p.sampling.n_logprobs > 0 && !p.logprobs) bad("top_logprobs", "needs 'logprobs': true");
+  } else if (const json* lp = field(body, "logprobs")) {
+    if (lp->is_boolean()) {
+      p.logprobs = lp->get<bool>();
+    } else {
+      p.sampling.n_logprobs = static_cast<int32_t>(integer(body, "logprobs", 0, 0, sampler::kMaxLogprobs));
+      p.logprobs = true;
+    }
+  }
+
+  // --- output ---
+  if (const json* stop = field(body, "stop")) {
+    if (stop->is_string()) {
+      p.stop.push_back(stop->get<std::string>());
+    } else if (stop->is_array()) {
+      for (const json& s : *stop) {
+        if (!s.is_string()) bad("stop", "must be a string or a list of strings");
+        p.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      bad("stop", "must be a string or a list of strings");
+    }
+    if (p.stop.size() > 16) bad("stop", "at most 16 stop strings");
+    for (const auto& s : p.stop) {
+      if (s.empty()) bad("stop", "stop strings must not be empty");
+      if (s.size() > 256) bad("stop", "a stop string may have at most 256 bytes");
+    }
+    if (!p.stop.empty() && !tok) bad("stop", "this model has no tokenizer, so stop strings cannot be matched");
+  }
+  p.echo = !chat && boolean(body, "echo", false);
+  p.ignore_eos = boolean(body, "ignore_eos", false);
+  p.stream = boolean(body, "stream", false);
+  p.return_token_ids = boolean(body, "return_token_ids", tok == nullptr);
+  if (const json* so = field(body, "stream_options")) {
+    if (!so->is_object()) bad("stream_options", "must be an object");
+    p.include_usage = boolean(*so, "include_usage", false);
+  }
+  if (const json* user = field(body, "user")) {
+    if (!user->is_string()) bad("user", "must be a string");
+    p.user = user->get<std::string>();
+  }
+  if (p.echo) {
+    for (const auto& pr : p.prompts) p.echo_texts.push_back(tok ? tok->decode(pr, false) : "");
+  }
+  return p;
+}
+
+}  // namespace tessera::coordinator::api

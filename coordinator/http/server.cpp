@@ -1,0 +1,338 @@
+// coordinator/http/server.cpp — Beast sessions: read a request, hand it over, write what the Exchange gets.
+//
+// Responses are written as raw HTTP/1.1 bytes from one queue per connection (a whole response, or a header
+// followed by chunks), so a streamed answer and a plain one share the same write path. While an answer is
+// pending the socket is watched for EOF (a peek, never a read, so a pipelined request is left in place).
+#include <utility>  // before Asio: Boost 1.74 under C++20 with g++ 12
+
+#include "coordinator/http/server.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <chrono>
+#include <deque>
+#include <optional>
+
+#include "common/check.h"
+
+namespace tessera::coordinator::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+
+struct Server::Impl {
+  ServerOptions options;
+  Handler handler;
+  net::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  std::atomic<int64_t> open{0};
+  int port = 0;
+};
+
+namespace {
+
+std::string status_line(int status) {
+  const auto reason = bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(status)));
+  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason.data(), reason.size()) + "\r\n";
+}
+
+std::string format_head(int status, const std::string& content_type, const Headers& headers, bool keep_alive) {
+  std::string s = status_line(status);
+  s += "Server: tessera\r\nContent-Type: " + content_type + "\r\n";
+  s += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  for (const auto& [k, v] : headers) s += k + ": " + v + "\r\n";
+  return s;
+}
+
+class ExchangeImpl;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<Server::Impl> impl)
+      : stream_(std::move(socket)), impl_(std::move(impl)) {}
+
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+  // --- strand only below ---
+  void enqueue(std::string bytes) {
+    if (closed_) return;
+    out_.push_back(std::move(bytes));
+    if (!writing_) write_next();
+  }
+  void exchange_ended() {
+    ending_ = true;
+    if (!writing_) exchange_done();
+  }
+  void close();
+
+ private:
+  void do_read() {
+    if (closed_) return;
+    parser_.emplace();
+    parser_->body_limit(static_cast<uint64_t>(std::max<int64_t>(impl_->options.max_body_bytes, 0)));
+    parser_->header_limit(64 * 1024);
+    stream_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(impl_->options.idle_timeout_s * 1000)));
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec);
+  void write_next() {
+    writing_ = true;
+    net::async_write(stream_, net::buffer(out_.front()),
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_write(ec); });
+  }
+  void on_write(beast::error_code ec) {
+    if (ec) {
+      writing_ = false;
+      close();
+      return;
+    }
+    out_.pop_front();
+    if (!out_.empty()) {
+      write_next();
+      return;
+    }
+    writing_ = false;
+    if (ending_) exchange_done();
+  }
+  void exchange_done();
+  void watch();
+  void on_watch(beast::error_code ec, uint64_t gen);
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<Server::Impl> impl_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::deque<std::string> out_;
+  bool writing_ = false, ending_ = false, closed_ = false, keep_alive_ = true;
+  std::shared_ptr<ExchangeImpl> current_;
+  uint64_t watch_gen_ = 0;
+};
+
+class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
+ public:
+  ExchangeImpl(std::shared_ptr<Session> session, bool keep_alive)
+      : session_(std::move(session)), keep_alive_(keep_alive) {}
+
+  void respond(HttpResponse r) override {
+    post([r = std::move(r)](ExchangeImpl& self) mutable {
+      if (self.ended_ || self.streaming_) return;
+      self.ended_ = true;
+      std::string s = format_head(r.status, r.content_type, r.headers, self.keep_alive_);
+      s += "Content-Length: " + std::to_string(r.body.size()) + "\r\n\r\n";
+      s += r.body;
+      self.session_->enqueue(std::move(s));
+      self.session_->exchange_ended();
+    });
+  }
+  void start_stream(int status, std::string content_type, Headers headers) override {
+    post([status, ct = std::move(content_type), h = std::move(headers)](ExchangeImpl& self) {
+      if (self.ended_ || self.streaming_) return;
+      self.streaming_ = true;
+      std::string s = format_head(status, ct, h, self.keep_alive_);
+      s += "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+      self.session_->enqueue(std::move(s));
+    });
+  }
+  void write(std::string chunk) override {
+    if (chunk.empty()) return;  // an empty chunk would end the stream
+    post([c = std::move(chunk)](ExchangeImpl& self) {
+      if (self.ended_ || !self.streaming_) return;
+      char hex[32];
+      std::snprintf(hex, sizeof hex, "%zx\r\n", c.size());
+      self.session_->enqueue(hex + c + "\r\n");
+    });
+  }
+  void end() override {
+    post([](ExchangeImpl& self) {
+      if (self.ended_ || !self.streaming_) return;
+      self.ended_ = true;
+      self.session_->enqueue("0\r\n\r\n");
+      self.session_->exchange_ended();
+    });
+  }
+  void on_disconnect(std::function<void()> fn) override {
+    post([fn = std::move(fn)](ExchangeImpl& self) mutable {
+      if (self.disconnected_.load()) {
+        fn();
+      } else if (!self.ended_) {
+        self.on_disconnect_ = std::move(fn);
+      }
+    });
+  }
+  bool disconnected() const override { return disconnected_.load(); }
+
+  // strand only
+  void fire_disconnect() {
+    if (disconnected_.exchange(true)) return;
+    if (auto fn = std::move(on_disconnect_)) fn();
+    on_disconnect_ = nullptr;
+  }
+  bool ended() const { return ended_; }
+
+ private:
+  template <class F>
+  void post(F&& f) {
+    net::post(session_->executor(), [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(*self); });
+  }
+
+  std::shared_ptr<Session> session_;
+  bool keep_alive_;
+  std::atomic<bool> disconnected_{false};
+  bool ended_ = false, streaming_ = false;
+  std::function<void()> on_disconnect_;
+};
+
+void Session::on_read(beast::error_code ec) {
+  if (closed_) return;
+  HttpRequest req;
+  if (ec == bhttp::error::body_limit) {
+    req.body_too_large = true;
+    keep_alive_ = false;  // the rest of the body is never read
+  } else if (ec) {
+    close();  // EOF, timeout or malformed HTTP
+    return;
+  } else {
+    keep_alive_ = parser_->get().keep_alive();
+  }
+  const auto& msg = parser_->get();
+  req.method = std::string(msg.method_string());
+  std::string target(msg.target());
+  req.path = target.substr(0, target.find('?'));
+  if (auto it = msg.find(bhttp::field::authorization); it != msg.end()) req.authorization = std::string(it->value());
+  if (!req.body_too_large) req.body = std::move(parser_->get().body());
+  stream_.expires_never();
+  ending_ = false;
+  current_ = std::make_shared<ExchangeImpl>(shared_from_this(), keep_alive_);
+  impl_->open.fetch_add(1);
+  ++watch_gen_;
+  watch();
+  auto ex = current_;
+  try {
+    impl_->handler(std::move(req), ex);
+  } catch (const std::exception& e) {
+    ex->respond({500, "text/plain", std::string("internal error: ") + e.what(), {}});
+  }
+}
+
+void Session::exchange_done() {
+  if (!current_) return;
+  current_.reset();
+  ending_ = false;
+  ++watch_gen_;
+  impl_->open.fetch_sub(1);
+  if (keep_alive_ && !closed_) {
+    do_read();
+  } else {
+    close();
+  }
+}
+
+void Session::close() {
+  if (closed_) return;
+  closed_ = true;
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.close();
+  out_.clear();
+  if (current_) {
+    current_->fire_disconnect();
+    current_.reset();
+    impl_->open.fetch_sub(1);
+  }
+}
+
+void Session::watch() {
+  const uint64_t gen = watch_gen_;
+  stream_.socket().async_wait(
+      tcp::socket::wait_read,
+      net::bind_executor(stream_.get_executor(),
+                         [self = shared_from_this(), gen](beast::error_code ec) { self->on_watch(ec, gen); }));
+}
+
+void Session::on_watch(beast::error_code ec, uint64_t gen) {
+  if (ec || closed_ || gen != watch_gen_ || !current_ || current_->ended()) return;
+  char c;
+  const ssize_t n = ::recv(stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return;  // a pipelined request: it waits in the socket until this answer is done
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    watch();
+    return;
+  }
+  close();  // EOF or a reset: the client is gone
+}
+
+void do_accept(const std::shared_ptr<Server::Impl>& impl) {
+  impl->acceptor->async_accept(net::make_strand(impl->ioc), [impl](beast::error_code ec, tcp::socket socket) {
+    if (!impl->acceptor->is_open()) return;
+    if (!ec) {
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(std::move(socket), impl)->start();
+    }
+    do_accept(impl);
+  });
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options, Handler handler) : impl_(std::make_shared<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->handler = std::move(handler);
+}
+
+Server::~Server() { stop(0.0); }
+
+void Server::start() {
+  const auto& o = impl_->options;
+  const std::string where = o.host + ":" + std::to_string(o.port);
+  try {
+    const auto address = net::ip::make_address(o.host);
+    tcp::endpoint endpoint(address, static_cast<uint16_t>(o.port));
+    impl_->acceptor.emplace(impl_->ioc);
+    impl_->acceptor->open(endpoint.protocol());
+    impl_->acceptor->set_option(net::socket_base::reuse_address(true));
+    impl_->acceptor->bind(endpoint);
+    impl_->acceptor->listen(net::socket_base::max_listen_connections);
+    impl_->port = impl_->acceptor->local_endpoint().port();
+  } catch (const std::exception& e) {
+    throw Error("cannot listen on " + where + ": " + e.what());
+  }
+  impl_->work.emplace(impl_->ioc.get_executor());
+  do_accept(impl_);
+  const int n = std::max(1, o.threads);
+  for (int i = 0; i < n; ++i) impl_->threads.emplace_back([impl = impl_] { impl->ioc.run(); });
+}
+
+int Server::port() const { return impl_->port; }
+
+int64_t Server::open_exchanges() const { return impl_->open.load(); }
+
+void Server::stop(double grace_s) {
+  if (impl_->threads.empty()) return;
+  net::post(impl_->ioc, [impl = impl_] {
+    beast::error_code ec;
+    if (impl->acceptor) impl->acceptor->close(ec);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
+  while (impl_->open.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // bounded: at most grace_s
+  impl_->work.reset();
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace tessera::coordinator::http

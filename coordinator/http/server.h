@@ -1,0 +1,92 @@
+// coordinator/http/server.h — the first stage of the coordinator: HTTP/1.1 on Boost.Beast.
+//
+// In: bytes on a listening TCP socket. Out: one HttpRequest per request, handed to the Handler together with
+// an Exchange through which the answer goes back — a whole response, or a chunked stream (server-sent events).
+// Guarantees:
+//  - async, keep-alive (HTTP/1.1 default, `Connection: close` honoured), one io_context run by a fixed pool
+//    of threads; each connection is serialized on its own strand.
+//  - a body longer than max_body_bytes is not read: the handler gets the request with body_too_large set
+//    (the api layer answers 413) and the connection closes after the answer.
+//  - a client that goes away before its answer is complete (EOF or a failed write) fires the Exchange's
+//    disconnect callback exactly once, so the request behind it can be cancelled.
+// No HTTP status policy lives here beyond malformed HTTP (the connection is closed): what a route answers is
+// the api layer's business.
+// Thread-safety: Server::start/stop from one thread. Exchange: every method may be called from any thread
+// (the scheduler thread streams tokens into it); calls are applied in order on the connection's strand.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace tessera::coordinator::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // the target without its query string
+  std::string body;
+  std::string authorization;  // the Authorization header ("" when absent)
+  bool body_too_large = false;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  Headers headers;  // extra headers (Retry-After, ...)
+};
+
+class Exchange {
+ public:
+  virtual ~Exchange() = default;
+  // A complete response; ends the exchange. Later calls are ignored.
+  virtual void respond(HttpResponse response) = 0;
+  // Starts a chunked response (text/event-stream by default); then write() chunks and end().
+  virtual void start_stream(int status, std::string content_type, Headers headers) = 0;
+  virtual void write(std::string chunk) = 0;
+  virtual void end() = 0;
+  // Called at most once, on an io thread, when the client disconnects before the exchange ended. When the
+  // client is already gone at registration, `fn` runs at once (on an io thread).
+  virtual void on_disconnect(std::function<void()> fn) = 0;
+  virtual bool disconnected() const = 0;
+};
+
+using Handler = std::function<void(HttpRequest, std::shared_ptr<Exchange>)>;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0: an ephemeral port (see Server::port())
+  int threads = 4;
+  int64_t max_body_bytes = 1 << 20;
+  double idle_timeout_s = 120;  // a keep-alive connection with no request for this long is closed
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, Handler handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds, listens and starts the pool. Throws tessera::Error naming host:port when the bind fails.
+  void start();
+  int port() const;  // the bound port (after start)
+  // Exchanges that have started and not ended (responses still being written).
+  int64_t open_exchanges() const;
+  // Stops accepting, waits up to grace_s for open exchanges to finish writing, then stops the pool.
+  void stop(double grace_s = 2.0);
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace tessera::coordinator::http

@@ -1,0 +1,449 @@
+"""tests/serve/test_serve.py — `tessera serve` through real sockets on 127.0.0.1.
+
+Raw HTTP (http.client / requests) and the official `openai` client against SmolLM2 (the default model) and a
+tiny oracle model (llama_gqa_untied: vocab 256, no tokenizer, token-id prompts); every error status with an
+OpenAI-shaped body; 64 concurrent streams that must equal their solo greedy tokens; a disconnect that frees
+its slot; /metrics parsed strictly and its counters added up; SIGTERM drain; TP = 3 under mpirun.
+
+Environment (set by ctest): TESSERA_BIN, TESSERA_ORACLES, TESSERA_DEFAULT_MODEL (optional).
+"""
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+BIN = os.environ.get("TESSERA_BIN", "")
+ORACLES = os.environ.get("TESSERA_ORACLES", "")
+SMOL = os.environ.get("TESSERA_DEFAULT_MODEL", "")
+TINY = os.path.join(ORACLES, "llama_gqa_untied") if ORACLES else ""
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none"]
+ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1", TESSERA_LOG_LEVEL="warn")
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+pytestmark = pytest.mark.skipif(not BIN, reason="TESSERA_BIN is not set")
+needs_smol = pytest.mark.skipif(not SMOL, reason="TESSERA_DEFAULT_MODEL is not set")
+needs_tiny = pytest.mark.skipif(not ORACLES, reason="TESSERA_ORACLES is not set")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """One `tessera serve` process; stopped with SIGTERM."""
+
+    def __init__(self, model, *args, tp=0, ready_timeout=180):
+        self.port = free_port()
+        self.tp = tp
+        cmd = ([] if tp == 0 else MPIRUN + ["-np", str(tp + 1)]) + [
+            BIN, "serve", "--model", model, "--host", "127.0.0.1", "--port", str(self.port), *args]
+        if tp:
+            cmd += ["--tp", str(tp)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read().decode(errors="replace")
+            try:
+                if requests.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError("server did not become ready")
+
+    def post(self, path, body, **kw):
+        return requests.post(self.url + path, json=body, timeout=kw.pop("timeout", 300), **kw)
+
+    def metrics(self):
+        r = requests.get(self.url + "/metrics", timeout=10)
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return parse_exposition(r.text)
+
+    def coordinator_pid(self):
+        """Under mpirun: the world-rank-0 process (mpirun itself would forward SIGTERM to every rank)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        for pid in map(int, out):
+            try:
+                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"OMPI_COMM_WORLD_RANK=0" in env:
+                return pid
+        return self.proc.pid
+
+    def stop(self, timeout=60):
+        if self.proc.poll() is None:
+            os.kill(self.coordinator_pid() if self.tp else self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def smol():
+    if not SMOL:
+        pytest.skip("TESSERA_DEFAULT_MODEL is not set")
+    s = Served(SMOL, "--set", "scheduler.max_running=8")
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    if not ORACLES:
+        pytest.skip("TESSERA_ORACLES is not set")
+    s = Served(TINY, "--set", "scheduler.max_running=16", "--set",
+               "scheduler.max_waiting=128")
+    yield s
+    assert s.stop() == 0
+
+
+# --- a strict little Prometheus text-format (0.0.4) parser --------------------------------------------------
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)( \d+)?$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def parse_exposition(text):
+    """{(name, frozenset(labels)): value}; raises on any line that is not valid exposition."""
+    samples, types = {}, {}
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            types[name] = kind
+            continue
+        assert not line.startswith("#"), line
+        m = _SAMPLE.match(line)
+        assert m, f"bad sample line: {line!r}"
+        labels, rest = {}, m.group(3) or ""
+        while rest:
+            lm = _LABEL.match(rest)
+            assert lm, f"bad labels in {line!r}"
+            labels[lm.group(1)] = lm.group(2)
+            rest = rest[lm.end():]
+        value = float(m.group(4))  # accepts +Inf / NaN spellings Python knows
+        key = (m.group(1), frozenset(labels.items()))
+        assert key not in samples, f"duplicate sample {line!r}"
+        samples[key] = value
+        base = re.sub(r"_(bucket|sum|count|total)$", "", m.group(1))
+        assert m.group(1) in types or base in types, f"sample without TYPE: {line!r}"
+    return samples
+
+
+def metric_sum(samples, name, **want):
+    return sum(v for (n, labels), v in samples.items()
+               if n == name and all((k, str(x)) in labels for k, x in want.items()))
+
+
+def sse_events(resp):
+    """The data payloads of an SSE response (requests with stream=True)."""
+    out = []
+    for line in resp.iter_lines():
+        if line.startswith(b"data: "):
+            out.append(line[6:].decode())
+    return out
+
+
+def assert_openai_error(r, status):
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["type"], str) and "code" in err
+    return err
+
+
+# --- SmolLM2 -------------------------------------------------------------------------------------------------
+@needs_smol
+def test_health_ready_models(smol):
+    assert requests.get(smol.url + "/health").status_code == 200
+    assert requests.get(smol.url + "/ready").json()["status"] == "ready"
+    models = requests.get(smol.url + "/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
+
+
+@needs_smol
+def test_tokenize_detokenize(smol):
+    r = smol.post("/tokenize", {"prompt": "Hello world"}).json()
+    assert r["count"] == len(r["tokens"]) > 0
+    assert smol.post("/detokenize", {"tokens": r["tokens"]}).json()["prompt"] == "Hello world"
+    chat = smol.post("/tokenize", {"messages": FRANCE}).json()
+    assert chat["count"] > r["count"]
+
+
+@needs_smol
+def test_chat_france_raw_http(smol):
+    conn = http.client.HTTPConnection("127.0.0.1", smol.port, timeout=120)
+    body = json.dumps({"model": "SmolLM2-135M-Instruct.Q4_1", "messages": FRANCE, "max_tokens": 32,
+                       "temperature": 0, "some_unknown_field": {"x": 1}})
+    for _ in range(2):  # keep-alive: two requests on one connection
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        j = json.loads(resp.read())
+        assert j["object"] == "chat.completion" and j["id"].startswith("chatcmpl-")
+        choice = j["choices"][0]
+        assert choice["message"]["role"] == "assistant" and "Paris" in choice["message"]["content"]
+        assert choice["finish_reason"] in ("stop", "length")
+        u = j["usage"]
+        assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"] and u["completion_tokens"] > 0
+    conn.close()
+
+
+@needs_smol
+def test_openai_client_chat_and_completions(smol):
+    import openai
+    client = openai.OpenAI(base_url=smol.url + "/v1", api_key="unused")
+    r = client.chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1", messages=FRANCE, max_tokens=32,
+                                       temperature=0)
+    assert "Paris" in r.choices[0].message.content
+    stream = client.chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1", messages=FRANCE, max_tokens=32,
+                                            temperature=0, stream=True, stream_options={"include_usage": True})
+    parts, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            parts.append(c.delta.content or "")
+            finish = c.finish_reason or finish
+    assert "".join(parts) == r.choices[0].message.content
+    assert usage.completion_tokens == r.usage.completion_tokens and finish == r.choices[0].finish_reason
+    c = client.completions.create(model="SmolLM2-135M-Instruct.Q4_1", prompt="The capital of France is",
+                                  max_tokens=8, temperature=0, logprobs=2)
+    assert c.choices[0].text and len(c.choices[0].logprobs.tokens) == c.usage.completion_tokens
+    assert all(len(t) == 2 for t in c.choices[0].logprobs.top_logprobs)
+    streamed = "".join(ch.choices[0].text for ch in client.completions.create(
+        model="SmolLM2-135M-Instruct.Q4_1", prompt="The capital of France is", max_tokens=8, temperature=0,
+        stream=True) if ch.choices)
+    assert streamed == c.choices[0].text
+
+
+@needs_smol
+def test_batched_prompts_n_echo_and_stop_strings(smol):
+    base = {"max_tokens": 24, "temperature": 0, "ignore_eos": True}
+    full = smol.post("/v1/completions", dict(base, prompt="Once upon a time")).json()["choices"][0]["text"]
+    words = full.split()
+    assert len(words) > 4
+    stop = " " + words[2] + " " + words[3][:2]  # spans token boundaries
+    assert stop in full
+    for stream in (False, True):
+        r = smol.post("/v1/completions", dict(base, prompt="Once upon a time", stop=[stop, "zzzz"], stream=stream),
+                      stream=stream)
+        if stream:
+            events = sse_events(r)
+            assert events[-1] == "[DONE]"
+            chunks = [json.loads(e) for e in events[:-1]]
+            text = "".join(c["choices"][0]["text"] for c in chunks)
+            finish = chunks[-1]["choices"][0]["finish_reason"]
+        else:
+            text, finish = r.json()["choices"][0]["text"], r.json()["choices"][0]["finish_reason"]
+        assert text == full[:full.index(stop)] and finish == "stop"
+    # two prompts (a string and token ids), n = 2, echo: four choices in prompt-major order
+    ids = smol.post("/tokenize", {"prompt": "Once upon a time"}).json()["tokens"]
+    j = smol.post("/v1/completions", dict(base, prompt=["Once upon a time", ids], n=2, echo=True)).json()
+    assert [c["index"] for c in j["choices"]] == [0, 1, 2, 3]
+    for c in j["choices"]:
+        assert c["text"] == "Once upon a time" + full  # greedy: every sequence is the same
+    assert j["usage"]["prompt_tokens"] == 2 * len(ids)
+
+
+@needs_smol
+def test_error_statuses_are_openai_shaped(smol):
+    s = requests.Session()
+    r = s.post(smol.url + "/v1/completions", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert "malformed JSON" in assert_openai_error(r, 400)["message"]
+    err = assert_openai_error(smol.post("/v1/completions", {"prompt": "hi", "temperature": "hot"}), 400)
+    assert err["param"] == "temperature" and "temperature" in err["message"]
+    assert assert_openai_error(smol.post("/v1/completions", {"prompt": "hi", "max_tokens": 10**6}), 400)["param"] == \
+        "max_tokens"
+    assert assert_openai_error(smol.post("/v1/completions", {"prompt": "hi", "n": 99}), 400)["param"] == "n"
+    assert assert_openai_error(smol.post("/v1/chat/completions", {"messages": "hi"}), 400)["param"] == "messages"
+    assert assert_openai_error(smol.post("/v1/completions", {"prompt": [1, -5]}), 400)["param"] == "prompt"
+    long = assert_openai_error(smol.post("/v1/completions", {"prompt": [1] * 3000}), 400)["message"]
+    assert "3000" in long and "2048" in long
+    assert assert_openai_error(smol.post("/v1/nope", {}), 404)["type"]
+    assert assert_openai_error(smol.post("/v1/completions", {"model": "gpt-9", "prompt": "hi"}), 404)["code"] == \
+        "model_not_found"
+    r = requests.get(smol.url + "/v1/completions")
+    assert_openai_error(r, 405)
+    assert r.headers["Allow"] == "POST"
+    r = requests.post(smol.url + "/v1/completions", data=b"x" * (2 << 20), headers={"Content-Type": "application/json"})
+    assert_openai_error(r, 413)
+    # the server is still fine after all of that
+    assert smol.post("/v1/completions", {"prompt": "hi", "max_tokens": 2}).status_code == 200
+
+
+@needs_smol
+def test_mpirun_tp3_answers_the_france_question():
+    s = Served(SMOL, tp=3, ready_timeout=300)
+    try:
+        r = s.post("/v1/chat/completions", {"messages": FRANCE, "max_tokens": 32, "temperature": 0})
+        assert r.status_code == 200, r.text
+        assert "Paris" in r.json()["choices"][0]["message"]["content"]
+    finally:
+        assert s.stop() == 0
+
+
+@needs_smol
+def test_disconnect_mid_stream_frees_the_slot(smol):
+    body = json.dumps({"prompt": [1, 2, 3], "max_tokens": 1000, "temperature": 0, "ignore_eos": True,
+                       "stream": True}).encode()
+    sock = socket.create_connection(("127.0.0.1", smol.port))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                 str(len(body)).encode() + b"\r\n\r\n" + body)
+    got = b""
+    while got.count(b"data: ") < 2:
+        got += sock.recv(4096)
+    running = metric_sum(smol.metrics(), "tessera_num_requests_running")
+    assert running >= 1
+    sock.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if metric_sum(smol.metrics(), "tessera_num_requests_running") == 0:
+            break
+        time.sleep(0.1)
+    m = smol.metrics()
+    assert metric_sum(m, "tessera_num_requests_running") == 0
+    assert metric_sum(m, "tessera_request_success_total", finished_reason="abort") >= 1
+
+
+@needs_smol
+def test_sigterm_drains_in_flight_requests_and_exits_0():
+    s = Served(SMOL, "--set", "server.drain_timeout_s=60")
+    auth = {}
+    try:
+        # SIGTERM: the in-flight stream finishes, new requests get 503, readiness is false, exit 0
+        r = requests.post(s.url + "/v1/completions", json={"prompt": [1, 2, 3], "max_tokens": 60, "temperature": 0,
+                                                           "ignore_eos": True, "stream": True, "return_token_ids": True},
+                          headers=auth, stream=True, timeout=120)
+        lines = r.iter_lines()
+        first = next(line for line in lines if line.startswith(b"data: "))
+        assert first
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        late = s.post("/v1/completions", {"prompt": [1], "max_tokens": 2}, headers=auth)
+        assert_openai_error(late, 503)
+        assert "Retry-After" in late.headers
+        assert requests.get(s.url + "/ready").status_code == 503
+        rest = [line[6:].decode() for line in lines if line.startswith(b"data: ")]
+        assert rest[-1] == "[DONE]"
+        ids = json.loads(first[6:])["choices"][0]["token_ids"]
+        for e in rest[:-1]:
+            ids += json.loads(e)["choices"][0]["token_ids"]
+        assert len(ids) == 60
+        assert s.proc.wait(timeout=60) == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+
+
+# --- the tiny oracle model ---------------------------------------------------------------------------------
+def tiny_stream(url, prompt, max_tokens):
+    r = requests.post(url + "/v1/completions", json={"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                                                     "ignore_eos": True, "stream": True}, stream=True, timeout=300)
+    assert r.status_code == 200, r.text
+    events = sse_events(r)
+    assert events[-1] == "[DONE]"
+    ids, finish = [], None
+    for e in events[:-1]:
+        c = json.loads(e)["choices"][0]
+        ids += c["token_ids"]
+        finish = c["finish_reason"] or finish
+    assert finish == "length"
+    return ids
+
+
+@needs_tiny
+def test_tiny_64_concurrent_streams_equal_their_solo_tokens(tiny):
+    ref = json.load(open(os.path.join(TINY, "reference.json")))
+    case = ref["cases"][0]
+    n_first = len(case["greedy_ids"])
+    first = tiny.post("/v1/completions", {"prompt": case["prompt_ids"], "max_tokens": n_first, "temperature": 0,
+                                          "ignore_eos": True}).json()["choices"][0]
+    assert first["token_ids"] == case["greedy_ids"]  # what Hugging Face transformers generates
+    jobs = []
+    for i in range(64):
+        prompt = [(7 * i + 3 * k) % 256 for k in range(1 + (i * 37) % 70)]
+        jobs.append((prompt, 4 + (i * 13) % 40))
+    solo = [tiny_stream(tiny.url, p, m) for p, m in jobs]
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        together = list(pool.map(lambda j: tiny_stream(tiny.url, *j), jobs))
+    for (p, m), a, b in zip(jobs, solo, together):
+        assert len(a) == m
+        assert a == b, f"prompt of {len(p)} tokens"
+
+
+@needs_tiny
+def test_tiny_api_key_queue_full_and_metrics_add_up():
+    s = Served(TINY, "--set", "server.api_key=sekrit", "--set", "scheduler.max_running=1", "--set",
+               "scheduler.max_waiting=1")
+    try:
+        auth = {"Authorization": "Bearer sekrit"}
+        assert_openai_error(s.post("/v1/completions", {"prompt": [1, 2]}), 401)
+        assert_openai_error(s.post("/v1/completions", {"prompt": [1, 2]}, headers={"Authorization": "Bearer no"}), 401)
+        assert requests.get(s.url + "/v1/models").status_code == 401
+        assert requests.get(s.url + "/v1/models", headers=auth).status_code == 200
+        import openai
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="sekrit", max_retries=0)
+        c = client.completions.create(model=client.models.list().data[0].id, prompt=[5, 6, 7], max_tokens=5,
+                                      temperature=0)
+        assert c.usage.completion_tokens == 5 and c.choices[0].finish_reason == "length"
+
+        # queue full: 1 running + 1 waiting; the rest get 429 with Retry-After
+        sent_ok, statuses = [], []
+
+        def long_request(i):
+            r = s.post("/v1/completions", {"prompt": [1 + i, 2, 3], "max_tokens": 100, "temperature": 0,
+                                           "ignore_eos": True}, headers=auth)
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+                assert_openai_error(r, 429)
+            else:
+                assert r.status_code == 200, r.text
+                sent_ok.append(r.json()["usage"])
+
+        threads = [threading.Thread(target=long_request, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert statuses.count(429) >= 1 and statuses.count(200) >= 2, statuses
+
+        # /metrics parses and its counters add up to what was answered
+        m = s.metrics()
+        done = [c.usage] + sent_ok
+        assert metric_sum(m, "tessera_generation_tokens_total") == sum(u.completion_tokens if hasattr(u, "completion_tokens")
+                                                                       else u["completion_tokens"] for u in done)
+        assert metric_sum(m, "tessera_prompt_tokens_total") == sum(u.prompt_tokens if hasattr(u, "prompt_tokens")
+                                                                   else u["prompt_tokens"] for u in done)
+        assert metric_sum(m, "tessera_request_success_total", finished_reason="length") == len(done)
+        assert metric_sum(m, "tessera_http_requests_total", route="/v1/completions") == 2 + 1 + len(statuses)
+        assert metric_sum(m, "tessera_http_requests_total", route="/v1/completions", status="429") == \
+            statuses.count(429)
+        assert metric_sum(m, "tessera_ready") == 1
+
+        assert s.stop() == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()

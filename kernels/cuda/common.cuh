@@ -58,6 +58,30 @@ __device__ __forceinline__ void store_vec(T* p, const float (&in)[N]) {
   *reinterpret_cast<Vec<T, N>*>(p) = v;
 }
 
+// W elements of R at p, as 16-byte accesses (W fp32 values of a bf16 vector are two of them); R == T: one.
+template <typename R, int W>
+__device__ __forceinline__ void load_r(const R* p, float (&v)[W]) {
+  constexpr int C = kVec16<R> < W ? kVec16<R> : W;
+#pragma unroll
+  for (int c = 0; c < W; c += C) {
+    float t[C];
+    load_vec<R, C>(p + c, t);
+#pragma unroll
+    for (int k = 0; k < C; ++k) v[c + k] = t[k];
+  }
+}
+template <typename R, int W>
+__device__ __forceinline__ void store_r(R* p, const float (&v)[W]) {
+  constexpr int C = kVec16<R> < W ? kVec16<R> : W;
+#pragma unroll
+  for (int c = 0; c < W; c += C) {
+    float t[C];
+#pragma unroll
+    for (int k = 0; k < C; ++k) t[k] = v[c + k];
+    store_vec<R, C>(p + c, t);
+  }
+}
+
 // --- reductions ---------------------------------------------------------------------------------------------
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll

@@ -15,30 +15,6 @@ __device__ __forceinline__ float round_to(float x) {
   return to_float(from_float<T>(x));
 }
 
-// W elements of R at p, as 16-byte accesses (W fp32 values of a bf16 vector are two of them); R == T: one.
-template <typename R, int W>
-__device__ __forceinline__ void load_r(const R* p, float (&v)[W]) {
-  constexpr int C = kVec16<R> < W ? kVec16<R> : W;
-#pragma unroll
-  for (int c = 0; c < W; c += C) {
-    float t[C];
-    load_vec<R, C>(p + c, t);
-#pragma unroll
-    for (int k = 0; k < C; ++k) v[c + k] = t[k];
-  }
-}
-template <typename R, int W>
-__device__ __forceinline__ void store_r(R* p, const float (&v)[W]) {
-  constexpr int C = kVec16<R> < W ? kVec16<R> : W;
-#pragma unroll
-  for (int c = 0; c < W; c += C) {
-    float t[C];
-#pragma unroll
-    for (int k = 0; k < C; ++k) t[k] = v[c + k];
-    store_vec<R, C>(p + c, t);
-  }
-}
-
 // Loads W elements of the row at vector index i: x (or residual + delta, storing the new residual).
 template <typename T, typename R, int W, bool kAdd>
 __device__ __forceinline__ void load_row_vec(const R* x, R* residual, const T* delta, int64_t off, float (&v)[W]) {
@@ -314,54 +290,6 @@ Status add_layer_norm_mixed(float* residual, const void* delta, const void* gamm
   TESSERA_STATUS_TRY(check_norm_args("add_layer_norm_mixed", residual, gamma, beta, true, y, rows, dim, eps));
   TESSERA_ARG_REQUIRE("add_layer_norm_mixed", "delta", rows == 0 || delta != nullptr, "null");
   return launch_norm(nullptr, residual, delta, gamma, beta, y, rows, dim, eps, true, dtype, stream, true);
-}
-
-namespace {
-// out (fp32) = wte[ids] (+ wpe[pos]), the sum taken in fp32 and never rounded to T. One block per token row.
-template <typename T, int W>
-__global__ void embedding_f32_kernel(const int32_t* __restrict__ ids, const int32_t* __restrict__ pos,
-                                     const T* __restrict__ wte, const T* __restrict__ wpe, float* __restrict__ out,
-                                     int64_t dim) {
-  const int64_t row = blockIdx.x;
-  const T* src = wte + static_cast<int64_t>(ids[row]) * dim;
-  const T* psrc = wpe != nullptr ? wpe + static_cast<int64_t>(pos[row]) * dim : nullptr;
-  for (int64_t i = threadIdx.x; i < dim / W; i += blockDim.x) {
-    float v[W];
-    load_vec<T, W>(src + i * W, v);
-    if (psrc != nullptr) {
-      float p[W];
-      load_vec<T, W>(psrc + i * W, p);
-#pragma unroll
-      for (int w = 0; w < W; ++w) v[w] += p[w];
-    }
-    store_r<float, W>(out + row * dim + i * W, v);
-  }
-}
-}  // namespace
-
-Status embedding_f32(const int32_t* ids, const int32_t* pos, const void* wte, const void* wpe, float* out, int64_t n,
-                     int64_t dim, DType dtype, cudaStream_t stream) {
-  TESSERA_ARG_REQUIRE("embedding_f32", "n", n >= 0 && n <= INT32_MAX, "must be in [0, 2^31), got " + std::to_string(n));
-  TESSERA_ARG_REQUIRE("embedding_f32", "dim", dim > 0, "must be > 0, got " + std::to_string(dim));
-  if (n == 0) return Status::success();
-  TESSERA_ARG_REQUIRE("embedding_f32", "ids", ids != nullptr, "null");
-  TESSERA_ARG_REQUIRE("embedding_f32", "wte", wte != nullptr, "null");
-  TESSERA_ARG_REQUIRE("embedding_f32", "pos", wpe == nullptr || pos != nullptr, "null while wpe is given");
-  TESSERA_ARG_REQUIRE("embedding_f32", "out", out != nullptr, "null");
-  TESSERA_DISPATCH_DTYPE(dtype, T, {
-    constexpr int W = kVec16<T>;
-    const bool vec = dim % W == 0 && aligned16(wte) && (wpe == nullptr || aligned16(wpe)) && aligned16(out);
-    const int threads = static_cast<int>(std::min<int64_t>(256, ((vec ? dim / W : dim) + 31) / 32 * 32));
-    if (vec) {
-      embedding_f32_kernel<T, W><<<static_cast<unsigned>(n), threads, 0, stream>>>(
-          ids, pos, static_cast<const T*>(wte), static_cast<const T*>(wpe), out, dim);
-    } else {
-      embedding_f32_kernel<T, 1><<<static_cast<unsigned>(n), threads, 0, stream>>>(
-          ids, pos, static_cast<const T*>(wte), static_cast<const T*>(wpe), out, dim);
-    }
-    TESSERA_CUDA_TRY_LAUNCH();
-  });
-  return Status::success();
 }
 
 }  // namespace tessera::gpu

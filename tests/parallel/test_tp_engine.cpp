@@ -94,7 +94,9 @@ TEST_P(TensorParallel, Greedy32TokensIdenticalToTransformers) {
     int32_t tok = pick(tp_->prefill(worker::PrefillGroup::make({c.prompt_ids}, {0}), cache));
     int32_t pos = static_cast<int32_t>(c.prompt_ids.size());
     while (got.size() < c.greedy_ids.size()) tok = pick(tp_->decode({tok}, {0}, {pos++}, cache));
-    if (comm_->rank() == 0) EXPECT_EQ(got, c.greedy_ids);
+    if (comm_->rank() == 0) {
+      EXPECT_EQ(got, c.greedy_ids);
+    }
   }
 }
 

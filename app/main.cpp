@@ -1,4 +1,4 @@
-// app/main.cpp — the `tessera` command: generate, tokenize (serve and bench arrive with the serving layer).
+// app/main.cpp — the `tessera` command: generate, tokenize, serve (app/serve.cpp) and bench serve.
 //
 // Plain text goes to stdout, logs to stderr.  Bad input (a missing model, a corrupt file, a prompt longer
 // than the context) is one clear line on stderr and exit code 2; a bug aborts.

@@ -28,34 +28,6 @@ std::string env_dir(const char* var) {
   return {};
 }
 
-Reference read_reference(const std::string& dir) {
-  Reference r;
-  r.dir = dir;
-  std::ifstream in(dir + "/reference.json");
-  if (!in) {
-    ADD_FAILURE() << "cannot open " << dir << "/reference.json";
-    return r;
-  }
-  const auto j = nlohmann::json::parse(in);
-  r.model = j.value("model", "");
-  r.arch = j.value("arch", "");
-  for (const auto& jc : j.at("cases")) {
-    RefCase c;
-    c.prompt_ids = jc.at("prompt_ids").get<std::vector<int32_t>>();
-    c.greedy_ids = jc.at("greedy_ids").get<std::vector<int32_t>>();
-    c.n_steps = jc.at("n_steps").get<int64_t>();
-    c.vocab = jc.at("vocab").get<int64_t>();
-    c.prompt_text = jc.value("prompt_text", "");
-    c.greedy_text = jc.value("greedy_text", "");
-    std::ifstream lf(dir + "/" + jc.at("logits_file").get<std::string>(), std::ios::binary);
-    c.logits.resize(static_cast<size_t>(c.n_steps * c.vocab));
-    lf.read(reinterpret_cast<char*>(c.logits.data()), static_cast<std::streamsize>(c.logits.size() * sizeof(float)));
-    if (!lf) ADD_FAILURE() << "short logits file in " << dir;
-    r.cases.push_back(std::move(c));
-  }
-  return r;
-}
-
 std::vector<coordinator::GenerateResult> generate(worker::Transformer& model,
                                                   const std::vector<coordinator::GenerateRequest>& requests) {
   worker::CpuRunner runner(model);

@@ -7,25 +7,11 @@
 #include <vector>
 
 #include "coordinator/generate.h"
+#include "tests/e2e/reference.h"
 #include "worker/model/transformer.h"
 
 namespace tessera::e2e {
 
-struct RefCase {
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> greedy_ids;
-  std::vector<float> logits;  // [n_steps, vocab]
-  int64_t n_steps = 0, vocab = 0;
-  std::string prompt_text, greedy_text;
-};
-
-struct Reference {
-  std::string dir, model, arch;
-  std::vector<RefCase> cases;
-};
-
-// Reads <dir>/reference.json; fails the current test (and returns empty) when it is missing or malformed.
-Reference read_reference(const std::string& dir);
 // The path named by an environment variable, else the one CMake compiled in, else "" (the caller skips).
 std::string env_dir(const char* var);
 

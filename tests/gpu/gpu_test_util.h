@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/reference.h"
 #include "worker/model_runner.h"
 
 namespace tessera::gpu_test {
@@ -33,34 +34,9 @@ inline std::string no_device_reason() {
     if (!why_.empty()) GTEST_SKIP() << "no CUDA device: " << why_;    \
   } while (0)
 
-struct RefCase {
-  std::vector<int32_t> prompt_ids, greedy_ids;
-  std::vector<float> logits;  // [n_steps, vocab]: step 0 after the prompt, step t after greedy_ids[t - 1]
-  int64_t n_steps = 0, vocab = 0;
-};
+using e2e::RefCase;
 
-inline std::vector<RefCase> read_reference(const std::string& dir) {
-  std::vector<RefCase> cases;
-  std::ifstream in(dir + "/reference.json");
-  if (!in) {
-    ADD_FAILURE() << "cannot open " << dir << "/reference.json";
-    return cases;
-  }
-  const auto j = nlohmann::json::parse(in);
-  for (const auto& jc : j.at("cases")) {
-    RefCase c;
-    c.prompt_ids = jc.at("prompt_ids").get<std::vector<int32_t>>();
-    c.greedy_ids = jc.at("greedy_ids").get<std::vector<int32_t>>();
-    c.n_steps = jc.at("n_steps").get<int64_t>();
-    c.vocab = jc.at("vocab").get<int64_t>();
-    std::ifstream lf(dir + "/" + jc.at("logits_file").get<std::string>(), std::ios::binary);
-    c.logits.resize(static_cast<size_t>(c.n_steps * c.vocab));
-    lf.read(reinterpret_cast<char*>(c.logits.data()), static_cast<std::streamsize>(c.logits.size() * sizeof(float)));
-    if (!lf) ADD_FAILURE() << "short logits file in " << dir;
-    cases.push_back(std::move(c));
-  }
-  return cases;
-}
+inline std::vector<RefCase> read_reference(const std::string& dir) { return e2e::read_reference(dir).cases; }
 
 inline int32_t argmax(const float* x, int64_t n) { return static_cast<int32_t>(std::max_element(x, x + n) - x); }
 

@@ -295,6 +295,20 @@ Status launch_mma(const T* q, int64_t q_stride, const T* k, const T* v, int64_t 
   return Status::success();
 }
 
+// The tensor-core path for storage type T: casts the untyped pointers and picks the head_dim instantiation.
+template <typename T>
+Status launch_mma_typed(const void* q, int64_t q_stride, const void* k, const void* v, int64_t kv_stride,
+                        const int32_t* pad, void* out, int64_t B, int64_t L, int64_t n_heads, int64_t group,
+                        int64_t head_dim, float scale_log2, cudaStream_t stream) {
+  const auto* qt = static_cast<const T*>(q);
+  const auto* kt = static_cast<const T*>(k);
+  const auto* vt = static_cast<const T*>(v);
+  auto* ot = static_cast<T*>(out);
+  return head_dim == 64
+             ? launch_mma<T, 64>(qt, q_stride, kt, vt, kv_stride, pad, ot, B, L, n_heads, group, scale_log2, stream)
+             : launch_mma<T, 128>(qt, q_stride, kt, vt, kv_stride, pad, ot, B, L, n_heads, group, scale_log2, stream);
+}
+
 }  // namespace
 
 PrefillPath prefill_path(const void* q, int64_t q_stride, const void* k, const void* v, int64_t kv_stride,
@@ -312,25 +326,10 @@ Status launch_attention_prefill(const void* q, int64_t q_stride, const void* k, 
   const int64_t group = n_heads / n_kv_heads;
   const float scale_log2 = scale * kLog2e;
   if (prefill_path(q, q_stride, k, v, kv_stride, out, head_dim, dtype) == PrefillPath::kMma) {
-    if (dtype == DType::BF16) {
-      using T = __nv_bfloat16;
-      const auto* qt = static_cast<const T*>(q);
-      const auto* kt = static_cast<const T*>(k);
-      const auto* vt = static_cast<const T*>(v);
-      auto* ot = static_cast<T*>(out);
-      return head_dim == 64
-                 ? launch_mma<T, 64>(qt, q_stride, kt, vt, kv_stride, pad, ot, B, L, n_heads, group, scale_log2, stream)
-                 : launch_mma<T, 128>(qt, q_stride, kt, vt, kv_stride, pad, ot, B, L, n_heads, group, scale_log2,
-                                      stream);
-    }
-    using T = __half;
-    const auto* qt = static_cast<const T*>(q);
-    const auto* kt = static_cast<const T*>(k);
-    const auto* vt = static_cast<const T*>(v);
-    auto* ot = static_cast<T*>(out);
-    return head_dim == 64
-               ? launch_mma<T, 64>(qt, q_stride, kt, vt, kv_stride, pad, ot, B, L, n_heads, group, scale_log2, stream)
-               : launch_mma<T, 128>(qt, q_stride, kt, vt, kv_stride, pad, ot, B, L, n_heads, group, scale_log2, stream);
+    return dtype == DType::BF16 ? launch_mma_typed<__nv_bfloat16>(q, q_stride, k, v, kv_stride, pad, out, B, L, n_heads,
+                                                                  group, head_dim, scale_log2, stream)
+                                : launch_mma_typed<__half>(q, q_stride, k, v, kv_stride, pad, out, B, L, n_heads, group,
+                                                           head_dim, scale_log2, stream);
   }
   const size_t smem = fma_smem_bytes(head_dim);
   const dim3 grid(static_cast<unsigned>(n_heads), static_cast<unsigned>(ceil_div(L, kFmaRows)),

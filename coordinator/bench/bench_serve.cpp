@@ -213,12 +213,17 @@ RequestOutcome send_one(const BenchServeOptions& o, bool chat, const std::string
       if (chat) {
         if (c.contains("delta") && c["delta"].contains("content") && c["delta"]["content"].is_string())
           piece = &c["delta"]["content"];
+        // The role chunk is no token: tessera sends it before the prompt is even computed (vLLM with the
+        // first token), so counting it made TTFT ~0 and the first ITL the real TTFT.
+        if (piece && piece->get_ref<const std::string&>().empty() && c["delta"].contains("role")) piece = nullptr;
       } else if (c.contains("text") && c["text"].is_string()) {
         piece = &c["text"];
       }
       const bool finish_only = c.contains("finish_reason") && !c["finish_reason"].is_null() &&
                                (!piece || piece->get_ref<const std::string&>().empty());
-      if (piece && !finish_only) {  // one chunk per token, as vLLM's client counts them
+      // One chunk per token, as vLLM's client counts them; the text may be "" (a token whose text the server
+      // holds back: half a UTF-8 character, a possible stop-string prefix, a special token).
+      if (piece && !finish_only) {
         if (first) {
           out.ttft_s = seconds_between(sent, now);
           first = false;

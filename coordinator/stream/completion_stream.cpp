@@ -192,12 +192,14 @@ void CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev) {
     }
     const bool stopped = c.text->stopped();
     if (options_.stream) {
-      if (!delta.empty() || options_.logprobs || options_.return_token_ids || stopped) {
-        emit_locked(
-            sse(stream_chunk(static_cast<int32_t>(index), delta, c.lp_sent, c.ids_sent, stopped ? "stop" : nullptr)));
-        c.lp_sent = c.lp_tokens.size();
-        c.ids_sent = c.token_ids.size();
-      }
+      // One chunk per token, in the step that sampled it, even when its text is held back (half a UTF-8
+      // character, a possible stop-string prefix, a special token): the text is then "" and comes with a
+      // later chunk. A client counts chunks as tokens (vLLM's server and benchmark do the same); skipping the
+      // empty ones made a two-token character look like one token arriving after two steps.
+      emit_locked(
+          sse(stream_chunk(static_cast<int32_t>(index), delta, c.lp_sent, c.ids_sent, stopped ? "stop" : nullptr)));
+      c.lp_sent = c.lp_tokens.size();
+      c.ids_sent = c.token_ids.size();
     } else {
       c.content += delta;
     }

@@ -3,7 +3,8 @@
 // In: TokenEvents and finishes from the scheduler thread, for each of the call's Requests (one per prompt,
 // each with n sequences). Out: either OpenAI server-sent events as they come (completions: text deltas;
 // chat: a first chunk with the role, then content deltas; finish_reason in each choice's last chunk; a usage
-// chunk when asked; `data: [DONE]`), or one JSON response when every sequence has finished.
+// chunk when asked; `data: [DONE]`), or one JSON response when every sequence has finished. A stream has one
+// chunk per sampled token, sent in the step that sampled it, with text "" while SequenceText holds the text back.
 // Choice index = prompt index * n + sequence. Text goes through SequenceText (whole UTF-8 characters only,
 // stop strings matched on the text and cut). A request whose sequences all hit a stop string is cancelled so
 // its slots free at the next step; a client that disconnects cancels every request of the call.

@@ -124,8 +124,9 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 // A tiny OpenAI-like server: GET /v1/models, GET /health, streaming POST /v1/completions and
-// /v1/chat/completions that emit max_tokens chunks 2 ms apart. `fail_status` != 0 answers every
-// completion with that status and an OpenAI-shaped error instead.
+// /v1/chat/completions that emit max_tokens chunks 2 ms apart, like tessera: chat starts with a role chunk at
+// once, and the second token's chunk has no text (a server holding back half a character). `fail_status` != 0
+// answers every completion with that status and an OpenAI-shaped error instead.
 class TinyServer {
  public:
   explicit TinyServer(int fail_status = 0)
@@ -213,10 +214,15 @@ class TinyServer {
       try {
         net::write(socket, net::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                                    "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")));
+        if (chat) {
+          json role = {{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}};
+          write_chunk(socket, "data: " + json{{"choices", {role}}}.dump() + "\n\n");
+        }
         for (int t = 0; t < n; ++t) {
           std::this_thread::sleep_for(std::chrono::milliseconds(2));
-          json c = chat ? json{{"index", 0}, {"delta", {{"content", "x"}}}, {"finish_reason", nullptr}}
-                        : json{{"index", 0}, {"text", "x"}, {"finish_reason", nullptr}};
+          const std::string text = t == 1 ? "" : "x";
+          json c = chat ? json{{"index", 0}, {"delta", {{"content", text}}}, {"finish_reason", nullptr}}
+                        : json{{"index", 0}, {"text", text}, {"finish_reason", nullptr}};
           write_chunk(socket, "data: " + json{{"choices", {c}}}.dump() + "\n\n");
         }
         json fin = chat ? json{{"index", 0}, {"delta", json::object()}, {"finish_reason", "length"}}
@@ -287,8 +293,9 @@ TEST(BenchServe, LoopbackRunCountsEveryTokenAndHonoursConcurrency) {
   EXPECT_GT(j["health_requests_per_s"].get<double>(), 0);
   EXPECT_DOUBLE_EQ(j["request_goodput"].get<double>(), j["request_throughput"].get<double>());
   ASSERT_EQ(j["itls"].size(), 12u);
-  for (const auto& itl : j["itls"]) EXPECT_EQ(itl.size(), 4u);  // 5 token chunks → 4 gaps; finish chunk skipped
-  EXPECT_GE(j["mean_ttft_ms"].get<double>(), 1.0);              // the first chunk comes after a 2 ms sleep
+  // 5 token chunks (one with text "") → 4 gaps; the finish chunk is no token
+  for (const auto& itl : j["itls"]) EXPECT_EQ(itl.size(), 4u);
+  EXPECT_GE(j["mean_ttft_ms"].get<double>(), 1.0);  // the first chunk comes after a 2 ms sleep
   EXPECT_GE(j["mean_tpot_ms"].get<double>(), 1.0);
   for (const auto& b : server.bodies()) {
     EXPECT_EQ(b["model"], "tiny");
@@ -322,6 +329,11 @@ TEST(BenchServe, ChatEndpointWithDatasetAndRate) {
   std::filesystem::remove(ds);
   EXPECT_EQ(j["completed"], 4);
   EXPECT_EQ(j["total_output_tokens"], 2 + 3 + 2 + 3);
+  // The role chunk is no token: n token chunks give n - 1 gaps, and TTFT is the first token's.
+  std::multiset<size_t> gaps;
+  for (const auto& itl : j["itls"]) gaps.insert(itl.size());
+  EXPECT_EQ(gaps, (std::multiset<size_t>{1, 1, 2, 2}));
+  for (const auto& ttft : j["ttfts"]) EXPECT_GE(ttft.get<double>(), 0.001);  // the first token after a 2 ms sleep
   const auto bodies = server.bodies();
   ASSERT_EQ(bodies.size(), 5u);
   std::multiset<std::string> contents;  // arrival order at the server may differ from send order

@@ -268,6 +268,36 @@ def test_batched_prompts_n_echo_and_stop_strings(smol):
 
 
 @needs_smol
+def test_stream_has_one_chunk_per_token(smol):
+    """Every sampled token leaves in its own chunk (vLLM's benchmark counts chunks as tokens and times them).
+    Plain ASCII tokens carry their own text; a token whose text is held back (here: the first tokens of a
+    Japanese character, which SmolLM2 spells with two or three byte tokens) gets a chunk with text ""."""
+    n = 16
+    for prompt, ascii_only in (("Once upon a time", True), ("日本の首都は", False)):
+        base = {"prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": True}
+        whole = smol.post("/v1/completions", dict(base, return_token_ids=True)).json()["choices"][0]
+        ids = whole["token_ids"]
+        assert len(ids) == n
+        r = smol.post("/v1/completions", dict(base, stream=True, stream_options={"include_usage": True}), stream=True)
+        events = sse_events(r)
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == n
+        # the token chunks, then one chunk with finish_reason "length" (and the text held back at the end)
+        *tokens, fin = [c["choices"][0] for c in chunks[:-1]]
+        assert fin["finish_reason"] == "length"
+        assert len(tokens) == n, [t["text"] for t in tokens]
+        assert all(t["finish_reason"] is None for t in tokens)
+        texts = [t["text"] for t in tokens]
+        assert "".join(texts) + fin["text"] == whole["text"]
+        if ascii_only:
+            assert whole["text"].isascii()
+            assert texts == [smol.post("/detokenize", {"tokens": [i]}).json()["prompt"] for i in ids]
+        else:
+            assert "" in texts and len(whole["text"]) < n  # the prompt does make the server hold text back
+
+
+@needs_smol
 def test_error_statuses_are_openai_shaped(smol):
     s = requests.Session()
     r = s.post(smol.url + "/v1/completions", data=b"{not json", headers={"Content-Type": "application/json"})

@@ -40,20 +40,23 @@ std::string resolve_model(const std::string& model) {
   throw Error("--model default: " + path + " does not exist; run scripts/fetch-model.sh first");
 }
 
-Cluster start_cluster(const parallel::Topology& topo, const std::string& path, int tp_flag, double step_timeout_s) {
+Cluster start_cluster(const parallel::Topology& topo, const std::string& path, int tp_flag, double step_timeout_s,
+                      const worker::BackendOptions& backend) {
   Cluster c;
+  backend.validate();
   if (topo.in_process()) {
     if (tp_flag > 1)
       throw Error("--tp " + std::to_string(tp_flag) + " needs " + std::to_string(tp_flag) +
                   " worker processes: run it as mpirun -np " + std::to_string(tp_flag + 1) + " tessera ...");
     const auto t0 = Clock::now();
-    c.model = std::make_unique<worker::Transformer>(model::load_weights(path));
-    c.config = c.model->config();
-    spdlog::info("loaded {} ({}, {} layers, hidden {}, {:.0f} MB fp32) in {:.0f} ms", path,
-                 model::arch_name(c.config.arch), c.config.n_layers, c.config.hidden,
-                 c.model->weights().n_bytes() / 1e6, ms_since(t0));
-    c.runner = std::make_unique<worker::CpuRunner>(*c.model);
-    c.dispatcher = std::make_unique<worker::LocalDispatcher>(*c.runner);
+    worker::LoadRequest req;
+    req.path = path;
+    req.options = backend;
+    c.model = worker::load_model(req);
+    c.config = c.model->runner().config();
+    spdlog::info("loaded {} ({}, {} layers, hidden {}) in {:.0f} ms: {}", path, model::arch_name(c.config.arch),
+                 c.config.n_layers, c.config.hidden, ms_since(t0), c.model->describe());
+    c.dispatcher = std::make_unique<worker::LocalDispatcher>(c.model->runner());
     return c;
   }
   const int tp = topo.tp_size();
@@ -64,7 +67,8 @@ Cluster start_cluster(const parallel::Topology& topo, const std::string& path, i
   c.config = model::read_model_config(path);
   parallel::check_tp_size(model::shard_shape(c.config), tp);
   c.dispatcher = std::make_unique<parallel::MpiDispatcher>(topo.world, tp, step_timeout_s);
-  spdlog::info("cluster: coordinator + {} tensor-parallel workers serving {}", tp, path);
+  spdlog::info("cluster: coordinator + {} tensor-parallel workers serving {} (backend.kind {})", tp, path,
+               backend.kind);
   return c;
 }
 

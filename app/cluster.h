@@ -7,14 +7,14 @@
 
 #include "parallel/bootstrap.h"
 #include "parallel/transport.h"
+#include "worker/backend.h"
 #include "worker/engine.h"
 #include "worker/model/config.h"
 
 namespace tessera::app {
 
 struct Cluster {
-  std::unique_ptr<worker::Transformer> model;  // in-process only
-  std::unique_ptr<worker::ModelRunner> runner;
+  std::unique_ptr<worker::LoadedModel> model;  // in-process only (TP 1 without mpirun)
   std::unique_ptr<parallel::Dispatcher> dispatcher;
   model::ModelConfig config;
 };
@@ -24,7 +24,9 @@ std::string resolve_model(const std::string& model);
 
 // Throws tessera::Error when --tp does not match the processes mpirun started, or the model cannot be split
 // that way (naming the sizes that work).
-Cluster start_cluster(const parallel::Topology& topo, const std::string& path, int tp_flag, double step_timeout_s);
+// In-process, the model is loaded here onto `backend` (worker/backend.h); under mpirun the workers load it.
+Cluster start_cluster(const parallel::Topology& topo, const std::string& path, int tp_flag, double step_timeout_s,
+                      const worker::BackendOptions& backend);
 
 // Under mpirun: tells the workers to exit (their run_worker returns). A no-op in-process.
 void shutdown_cluster(const parallel::Topology& topo, Cluster& cluster);

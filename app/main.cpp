@@ -76,6 +76,7 @@ struct GenerateOptions {
   bool chat = false, ignore_eos = false;
   int tp = 0;                  // 0: whatever mpirun started (world size - 1), 1 without mpirun
   double step_timeout_s = 60;  // a step that takes longer means a rank is gone
+  tessera::worker::BackendOptions backend;
 };
 
 using tessera::app::Cluster;
@@ -116,7 +117,7 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
   }
   if (reqs.empty()) throw Error("give --prompt or --prompt-ids");
 
-  Cluster cluster = start_cluster(topo, path, o.tp, o.step_timeout_s);
+  Cluster cluster = start_cluster(topo, path, o.tp, o.step_timeout_s, o.backend);
   // Stream a single plain-text generation as it is produced; batches print at the end.
   const bool stream = o.output == "text" && reqs.size() == 1 && tok;
   std::optional<tessera::tokenizer::IncrementalDecoder> dec;
@@ -203,6 +204,14 @@ int main(int argc, char** argv) {
   gen->add_option("--tp", g.tp, "tensor-parallel size (under mpirun: the number of worker processes)")
       ->check(CLI::Range(0, 1024));
   gen->add_option("--step-timeout", g.step_timeout_s, "seconds a step may take before the cluster is declared dead");
+  gen->add_option("--backend", g.backend.kind, "auto (CUDA when a GPU is visible, else CPU), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  gen->add_option("--dtype", g.backend.dtype, "GPU storage type: bf16, fp16 or fp32 (the CPU computes in fp32)")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
+  gen->add_option("--kv-memory-fraction", g.backend.kv_memory_fraction,
+                  "share of the free GPU memory the KV cache may take")
+      ->check(CLI::Range(0.01, 1.0));
+  gen->add_flag("--cuda-graphs", g.backend.cuda_graphs, "replay decode steps as CUDA graphs (GPU, TP 1)");
 
   std::string tk_model = "default", tk_text;
   bool tk_special = false;
@@ -236,12 +245,13 @@ int main(int argc, char** argv) {
   int code = 1;
   if (!topo.is_coordinator()) {
     // A worker process: only cluster commands have work for it.
-    code = gen->parsed() ? tessera::worker::run_worker(topo, resolve_model(g.model)) : 0;
+    code = gen->parsed() ? tessera::worker::run_worker(topo, resolve_model(g.model), g.backend) : 0;
     if (srv->parsed()) {
       // The coordinator drains on SIGTERM and then shuts the workers down: they must outlive the drain.
       std::signal(SIGTERM, SIG_IGN);
       try {
-        code = tessera::worker::run_worker(topo, resolve_model(tessera::app::load_config(sv).model.path));
+        const auto cfg = tessera::app::load_config(sv);
+        code = tessera::worker::run_worker(topo, resolve_model(cfg.model.path), tessera::app::backend_options(cfg));
       } catch (const tessera::Error& e) {
         spdlog::error("{}", e.what());
         code = 2;

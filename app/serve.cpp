@@ -122,8 +122,10 @@ void add_serve_options(CLI::App& cmd, ServeCli& cli) {
   cmd.add_option("--config", cli.config, "YAML configuration (deploy/examples/cluster.yaml documents every key)");
   cmd.add_option("--model", cli.model, "model.path: a .gguf file, a Hugging Face directory, or 'default'");
   cmd.add_option("--host", cli.host, "server.host");
-  cmd.add_option("--port", cli.port, "server.port (0: an ephemeral port, printed on stderr)");
+  cmd.add_option("--port", cli.port, "server.port");
   cmd.add_option("--tp", cli.tp, "parallel.tp (under mpirun: the number of worker processes)");
+  cmd.add_option("--backend", cli.backend, "backend.kind: auto (CUDA when a GPU is visible, else CPU), cpu or cuda");
+  cmd.add_option("--dtype", cli.dtype, "backend.dtype: the GPU storage type, bf16, fp16 or fp32");
   cmd.add_option("--set", cli.sets, "override any configuration key: --set scheduler.max_waiting=4 (repeatable)");
 }
 
@@ -134,7 +136,18 @@ coordinator::ServeConfig load_config(const ServeCli& cli) {
   if (!cli.host.empty()) overrides.emplace_back("server.host", cli.host);
   if (cli.port >= 0) overrides.emplace_back("server.port", std::to_string(cli.port));
   if (cli.tp >= 0) overrides.emplace_back("parallel.tp", std::to_string(cli.tp));
+  if (!cli.backend.empty()) overrides.emplace_back("backend.kind", cli.backend);
+  if (!cli.dtype.empty()) overrides.emplace_back("backend.dtype", cli.dtype);
   return coordinator::load_serve_config(cli.config, overrides);
+}
+
+worker::BackendOptions backend_options(const coordinator::ServeConfig& cfg) {
+  worker::BackendOptions b;
+  b.kind = cfg.backend.kind;
+  b.dtype = cfg.backend.dtype;
+  b.kv_memory_fraction = cfg.backend.kv_memory_fraction;
+  b.cuda_graphs = cfg.backend.cuda_graphs;
+  return b;
 }
 
 int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& topo) {
@@ -147,7 +160,7 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   } catch (const Error& e) {
     spdlog::warn("no tokenizer ({}): serving token-id prompts only", e.what());
   }
-  Cluster cluster = start_cluster(topo, path, cfg.parallel.tp, cfg.parallel.step_timeout_s);
+  Cluster cluster = start_cluster(topo, path, cfg.parallel.tp, cfg.parallel.step_timeout_s, backend_options(cfg));
   const std::string name = served_name(cfg, path);
   const auto max_ctx = static_cast<int32_t>(std::min<int64_t>(cfg.scheduler.max_ctx, cluster.config.max_ctx));
 
@@ -160,6 +173,13 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   so.max_pad_fraction = cfg.scheduler.max_pad_fraction;
   so.vocab = cluster.config.vocab;
   coordinator::Scheduler scheduler(*cluster.dispatcher, so, &metrics);
+  // The workers allocate the KV cache now; on a GPU the pool may hold fewer slots than scheduler.max_running.
+  const int32_t n_slots = scheduler.configure();
+  if (n_slots < so.n_slots)
+    spdlog::warn(
+        "the KV cache holds {} slots of {} tokens, not scheduler.max_running {}: backend.kv_memory_fraction "
+        "{} of the free device memory",
+        n_slots, max_ctx, so.n_slots, cfg.backend.kv_memory_fraction);
 
   coordinator::api::ApiOptions ao;
   ao.limits.model_name = name;
@@ -168,7 +188,7 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   ao.limits.max_prompt_tokens = std::min(cfg.scheduler.max_prompt_tokens, max_ctx - 1);
   ao.limits.max_tokens_limit = std::min(cfg.scheduler.max_tokens_limit, max_ctx - 1);
   ao.limits.default_max_tokens = cfg.scheduler.default_max_tokens;
-  ao.limits.max_n = std::min(cfg.scheduler.max_n, cfg.scheduler.max_running);
+  ao.limits.max_n = std::min(cfg.scheduler.max_n, n_slots);
   ao.api_key = cfg.server.api_key;
   ao.request_timeout_s = cfg.server.request_timeout_s;
   ao.max_body_bytes = cfg.server.max_body_bytes;
@@ -188,7 +208,7 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   coordinator::http::Server server(ho, api.handler());
   server.start();
   spdlog::info("serving '{}' (TP {}, {} slots of {} tokens) on http://{}:{}", name, cluster.dispatcher->tp_size(),
-               so.n_slots, max_ctx, cfg.server.host, server.port());
+               n_slots, max_ctx, cfg.server.host, server.port());
 
   std::optional<Error> failure;
   {

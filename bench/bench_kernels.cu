@@ -3,7 +3,8 @@
 // Ceilings: device-to-device copy (GB/s, bytes read + written) and a bf16 GEMM through cuBLAS (TFLOP/s).
 // Then: norms at hidden 12288 / 16384 / 65536 (GB/s vs copy), decode attention (GB/s of K+V read), causal prefill
 // attention (TFLOP/s, causal FLOPs = 2 · 2 · L²/2 · D · H), and one decode step of a GPT-3-shaped layer (hidden
-// 12288, 96 heads, FFN 49152) at batch 1, 4, 16 against the HBM floor (weights + KV bytes / copy bandwidth).
+// 12288, 96 heads, FFN 49152) at batch 1, 4, 16 against the HBM floor (weights + KV bytes / copy bandwidth);
+// the GPU sampler at vocabulary 151936, batch 1, 16, 64 (µs per call).
 // Timing: CUDA events around each call, warm-up first, the median of many runs; inputs are random (never zeros)
 // and each working set is far larger than L2 (50 MB), or rotated between several copies where it is not.
 // Output: a markdown table on stdout.  Usage: bench_kernels [--quick]
@@ -27,8 +28,9 @@ namespace {
 
 bool g_quick = false;
 
-// Fills n bf16 values with N(0, scale) on the device (hash-based, deterministic).
-__global__ void fill_random_kernel(__nv_bfloat16* p, size_t n, uint32_t seed, float scale) {
+// Fills n values with N(0, scale) on the device (hash-based, deterministic): bf16 weights or fp32 logits.
+template <typename T>
+__global__ void fill_normal_kernel(T* p, size_t n, uint32_t seed, float scale) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed ^ static_cast<uint32_t>(i >> 32) * 40503u;
@@ -36,14 +38,14 @@ __global__ void fill_random_kernel(__nv_bfloat16* p, size_t n, uint32_t seed, fl
     uint32_t h2 = h * 747796405u + 2891336453u;
     h2 ^= h2 >> 16;
     const float u1 = (h + 1.f) / 4294967297.f, u2 = h2 / 4294967296.f;
-    p[i] = __float2bfloat16(scale * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2));
+    p[i] = static_cast<T>(scale * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2));
   }
 }
 
 void* alloc_random(size_t n_elems, uint32_t seed, float scale = 1.f) {
   void* p = nullptr;
   TESSERA_CUDA_CHECK(cudaMalloc(&p, n_elems * 2));
-  fill_random_kernel<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), n_elems, seed, scale);
+  fill_normal_kernel<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), n_elems, seed, scale);
   TESSERA_CUDA_CHECK(cudaGetLastError());
   return p;
 }
@@ -271,6 +273,45 @@ int main(int argc, char** argv) {
     }
     for (void* p : {w_qkv, b_qkv, w_o, b_o, w_up, b_up, w_down, b_down, g1, be1, g2, be2})
       TESSERA_CUDA_CHECK(cudaFree(p));
+  }
+  // --- sampling -------------------------------------------------------------------------------------------------
+  // gpu::sample_tokens over fp32 logits N(0, 2.5²) at Qwen2's vocabulary: greedy, and T 0.8 with top-p 0.95 (a
+  // typical chat setting; every row draws), one block per row. µs per call; the logits are L2-resident up to
+  // B ≈ 80, as they are when the lm_head GEMM has just written them.
+  {
+    const int64_t V = 151936;
+    struct SampleSetting {
+      const char* name;
+      float t, top_p;
+    };
+    const SampleSetting settings[] = {{"greedy", 0.f, 1.f}, {"T 0.8 top-p 0.95", 0.8f, 0.95f}, {"T 1", 1.f, 1.f}};
+    for (int64_t B : {1, 16, 64}) {
+      float* logits = nullptr;
+      TESSERA_CUDA_CHECK(cudaMalloc(&logits, B * V * sizeof(float)));
+      fill_normal_kernel<<<1024, 256>>>(logits, B * V, 40, 2.5f);
+      TESSERA_CUDA_CHECK(cudaGetLastError());
+      tg::SampleParams* params = nullptr;
+      tg::SampleOut* out = nullptr;
+      TESSERA_CUDA_CHECK(cudaMalloc(&params, B * sizeof(tg::SampleParams)));
+      TESSERA_CUDA_CHECK(cudaMalloc(&out, B * sizeof(tg::SampleOut)));
+      for (const auto& st : settings) {
+        std::vector<tg::SampleParams> hp(B);
+        for (int64_t b = 0; b < B; ++b) {
+          hp[b].temperature = st.t;
+          hp[b].top_p = st.top_p;
+          hp[b].seed = static_cast<uint64_t>(b);
+        }
+        TESSERA_CUDA_CHECK(cudaMemcpy(params, hp.data(), B * sizeof(tg::SampleParams), cudaMemcpyHostToDevice));
+        const double ms = median_ms([&](int) {
+          TESSERA_STATUS_CHECK(
+              tg::sample_tokens(logits, B, V, params, nullptr, nullptr, nullptr, nullptr, 0, out, nullptr));
+        });
+        row(std::string("sample_tokens ") + st.name, "B" + std::to_string(B) + " V" + std::to_string(V), ms,
+            fmt("%.1f us/row", 1000.0 * ms / B), fmt("%.0f GB/s of logits", B * V * 4.0 / ms / 1e6));
+      }
+      for (void* p : {static_cast<void*>(logits), static_cast<void*>(params), static_cast<void*>(out)})
+        TESSERA_CUDA_CHECK(cudaFree(p));
+    }
   }
   TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
   std::printf("\ncopy_gbs=%.1f gemm_tflops=%.1f\n", copy_gbs, gemm_tflops);

@@ -35,6 +35,7 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"backend.kind", &c.backend.kind},
       {"backend.dtype", &c.backend.dtype},
       {"backend.kv_memory_fraction", &c.backend.kv_memory_fraction},
+      {"backend.cuda_graphs", &c.backend.cuda_graphs},
       {"server.host", &c.server.host},
       {"server.port", &c.server.port},
       {"server.threads", &c.server.threads},

@@ -29,6 +29,7 @@ struct ServeConfig {
     std::string kind = "auto";        // auto | cpu | cuda
     std::string dtype = "bf16";       // bf16 | fp16 | fp32 (GPU storage type; the CPU backend computes in fp32)
     double kv_memory_fraction = 0.9;  // fraction of free accelerator memory for the KV cache, (0, 1]
+    bool cuda_graphs = false;         // decode steps replayed as CUDA graphs (TP 1; off until measured on a GPU)
   } backend;
   struct {
     std::string host = "127.0.0.1";

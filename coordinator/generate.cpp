@@ -59,7 +59,11 @@ std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const Mod
   configure.kind = parallel::StepPlan::Kind::kConfigure;
   configure.n_slots = static_cast<int32_t>(requests.size());
   configure.max_ctx = static_cast<int32_t>(max_ctx);
-  run(configure);
+  const int32_t granted = run(configure).n_slots;
+  if (granted != configure.n_slots)
+    throw Error("the KV cache holds " + std::to_string(granted) + " of the " + std::to_string(configure.n_slots) +
+                " sequences asked (" + std::to_string(max_ctx) +
+                " tokens each): generate fewer at once or give the cache more memory (backend.kv_memory_fraction)");
 
   struct Seq {
     size_t index;

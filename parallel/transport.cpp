@@ -142,6 +142,7 @@ std::vector<uint8_t> encode_result(const StepResult& r) {
   w.put_vec(r.logprobs);
   w.put<uint64_t>(r.top_logprobs.size());
   for (const auto& t : r.top_logprobs) w.put_vec(t);
+  w.put(r.n_slots);
   w.put_str(r.error);
   w.put(r.step_seconds);
   w.put(r.collective_seconds);
@@ -157,6 +158,7 @@ StepResult decode_result(std::span<const uint8_t> bytes) {
   const auto n = rd.get<uint64_t>();
   if (n > bytes.size()) throw Error("wire StepResult: top_logprobs count past the end");
   for (uint64_t i = 0; i < n; ++i) r.top_logprobs.push_back(rd.get_vec<TopLogprob>());
+  r.n_slots = rd.get<int32_t>();
   r.error = rd.get_str();
   r.step_seconds = rd.get<double>();
   r.collective_seconds = rd.get<double>();

@@ -17,7 +17,8 @@
 namespace tessera::parallel {
 
 inline constexpr uint32_t kWireMagic = 0x54455353;  // "TESS"
-inline constexpr uint32_t kWireVersion = 1;
+// 2: StepResult carries n_slots (the KV slots a kConfigure allocated).
+inline constexpr uint32_t kWireVersion = 2;
 
 struct SeqSampling {
   float temperature = 0.0f, top_p = 1.0f;
@@ -54,6 +55,9 @@ struct StepResult {
   std::vector<int32_t> tokens;                        // [B + D]: prefill rows, then decode rows
   std::vector<float> logprobs;                        // [B + D]
   std::vector<std::vector<TopLogprob>> top_logprobs;  // [B + D], each n_logprobs long
+  // kConfigure: the KV slots the workers allocated, the same on every rank; at most the plan's n_slots, fewer
+  // when the accelerator's KV budget (backend.kv_memory_fraction) holds fewer. 0 for other kinds.
+  int32_t n_slots = 0;
   std::string error;  // non-empty: the step failed on the workers (the message names the rank)
   double step_seconds = 0.0, collective_seconds = 0.0;  // TP rank 0's timings of this step
 };

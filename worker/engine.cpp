@@ -1,4 +1,4 @@
-// worker/engine.cpp — plan execution and per-slot sampling.
+// worker/engine.cpp — plan execution; the runner samples each row from the slot state kept here.
 #include "worker/engine.h"
 
 #include <chrono>
@@ -10,13 +10,24 @@ namespace tessera::worker {
 
 Engine::Engine(ModelRunner& runner, int tp_rank) : runner_(runner), tp_rank_(tp_rank) {}
 
-void Engine::sample_rows(const std::vector<float>& logits, const std::vector<int32_t>& slots,
-                         parallel::StepResult& out) {
-  const int64_t V = runner_.config().vocab;
+std::vector<SampleRequest> Engine::requests(const std::vector<int32_t>& slots) const {
+  std::vector<SampleRequest> rows;
+  rows.reserve(slots.size());
+  for (int32_t s : slots) {
+    const auto& st = slots_[static_cast<size_t>(s)];
+    TESSERA_CHECK(st.has_value());
+    rows.push_back({&st->params, st->step, &st->counts});
+  }
+  return rows;
+}
+
+void Engine::record(const std::vector<sampler::SampleResult>& results, const std::vector<int32_t>& slots,
+                    parallel::StepResult& out) {
+  TESSERA_CHECK_MSG(results.size() == slots.size(), "the runner sampled " + std::to_string(results.size()) +
+                                                        " rows of " + std::to_string(slots.size()));
   for (size_t b = 0; b < slots.size(); ++b) {
     auto& st = slots_[static_cast<size_t>(slots[b])];
-    TESSERA_CHECK(st.has_value());
-    const auto r = sampler::sample(std::span<const float>(logits).subspan(b * V, V), st->params, st->step, st->counts);
+    const auto& r = results[b];
     ++st->step;
     ++st->counts[r.token];
     out.tokens.push_back(r.token);
@@ -35,8 +46,12 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
     case parallel::StepPlan::Kind::kShutdown:
       return out;
     case parallel::StepPlan::Kind::kConfigure:
-      runner_.configure(plan.n_slots, plan.max_ctx);
-      slots_.assign(static_cast<size_t>(plan.n_slots), std::nullopt);
+      if (plan.n_slots < 1 || plan.max_ctx < 1)
+        throw Error("configure: n_slots " + std::to_string(plan.n_slots) + " and max_ctx " +
+                    std::to_string(plan.max_ctx) + " must be >= 1");
+      runner_.configure(plan.n_slots, plan.max_ctx);  // may allocate fewer slots (an accelerator's KV budget)
+      out.n_slots = static_cast<int32_t>(runner_.n_slots());
+      slots_.assign(static_cast<size_t>(out.n_slots), std::nullopt);
       return out;
     case parallel::StepPlan::Kind::kStep:
       break;
@@ -60,8 +75,8 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
       check_slot(g.slots[b]);
       slots_[static_cast<size_t>(g.slots[b])] = SlotState{to_sampling_params(plan.prefill_sampling[b]), 0, {}};
     }
-    const auto logits = runner_.prefill(g);
-    if (tp_rank_ == 0) sample_rows(logits, g.slots, out);
+    const auto results = runner_.prefill_and_sample(g, requests(g.slots));
+    if (tp_rank_ == 0) record(results, g.slots, out);
   }
   if (!plan.decode_tokens.empty()) {
     for (int32_t s : plan.decode_slots) {
@@ -69,8 +84,9 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
       if (!slots_[static_cast<size_t>(s)])
         throw Error("decode on KV slot " + std::to_string(s) + " that holds no sequence");
     }
-    const auto logits = runner_.decode(plan.decode_tokens, plan.decode_slots, plan.decode_positions);
-    if (tp_rank_ == 0) sample_rows(logits, plan.decode_slots, out);
+    const auto results = runner_.decode_and_sample(plan.decode_tokens, plan.decode_slots, plan.decode_positions,
+                                                   requests(plan.decode_slots));
+    if (tp_rank_ == 0) record(results, plan.decode_slots, out);
   }
   out.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;

@@ -32,7 +32,11 @@ class Engine {
     uint64_t step = 0;  // tokens generated so far
     std::unordered_map<int32_t, int32_t> counts;
   };
-  void sample_rows(const std::vector<float>& logits, const std::vector<int32_t>& slots, parallel::StepResult& out);
+  // The sampling state of each row's slot, for the runner to sample with.
+  std::vector<SampleRequest> requests(const std::vector<int32_t>& slots) const;
+  // Appends the rows' results to out and advances each slot's step and counts (TP rank 0).
+  void record(const std::vector<sampler::SampleResult>& results, const std::vector<int32_t>& slots,
+              parallel::StepResult& out);
 
   ModelRunner& runner_;
   int tp_rank_;

@@ -2,22 +2,52 @@
 // pre-padded prefill groups and per-sequence decode steps, returning host logits [rows, vocab] on TP rank 0.
 //
 // CpuRunner (below) is the Transformer of worker/model on the CPU; the CUDA backend implements the same
-// interface on the device. Not thread-safe: one engine loop drives a runner.
+// interface on the device. Sampling: prefill_and_sample() / decode_and_sample() run the step and sample each row;
+// by default on the host (worker/sampler.h over the logits above); a runner that samples_on_device() does it
+// next to its logits so that only the tokens and logprobs reach the host. Not thread-safe: one engine loop
+// drives a runner.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "worker/model/transformer.h"
+#include "worker/sampler.h"
 
 namespace tessera::worker {
+
+// One row to sample: the sequence's settings, its decode step and its generated-token counts. The engine owns
+// the state; the pointers are valid for the call.
+struct SampleRequest {
+  const sampler::SamplingParams* params = nullptr;
+  uint64_t step = 0;
+  const std::unordered_map<int32_t, int32_t>* counts = nullptr;
+};
+
+// worker/sampler.h over host logits [rows.size(), V], row by row (what a runner without device sampling does).
+// Empty logits (a TP rank other than 0): no results.
+inline std::vector<sampler::SampleResult> sample_on_host(const std::vector<float>& logits, int64_t V,
+                                                         std::span<const SampleRequest> rows) {
+  std::vector<sampler::SampleResult> out;
+  if (logits.empty()) return out;
+  out.reserve(rows.size());
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const auto row = std::span<const float>(logits).subspan(b * static_cast<size_t>(V), static_cast<size_t>(V));
+    out.push_back(sampler::sample(row, *rows[b].params, rows[b].step, *rows[b].counts));
+  }
+  return out;
+}
 
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
   virtual const model::ModelConfig& config() const = 0;
-  // (Re)allocates the KV cache for n_slots sequences of up to max_ctx tokens; drops every cached sequence.
+  // (Re)allocates the KV cache for up to n_slots sequences of up to max_ctx tokens; drops every cached sequence.
+  // A backend with a memory budget (the CUDA KV pool) may allocate fewer slots, the same number on every TP
+  // rank; n_slots() says how many. Throws tessera::Error when not even one fits.
   virtual void configure(int64_t n_slots, int64_t max_ctx) = 0;
   virtual int64_t n_slots() const = 0;  // 0 before configure()
   // Logits [B, vocab] of each row's last prompt token (empty on TP ranks other than 0).
@@ -25,6 +55,21 @@ class ModelRunner {
   // tokens, slots, positions: [B]; returns logits [B, vocab] (empty on TP ranks other than 0).
   virtual std::vector<float> decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
                                     const std::vector<int32_t>& positions) = 0;
+
+  // The step and its sampling: one result per row (rows: [B], in the group's / tokens' order) on TP rank 0, empty
+  // elsewhere; the same tokens as worker/sampler.h over the logits (a device sampler: see its precision
+  // contract). Errors (a non-finite logit) throw tessera::Error naming the row.
+  virtual bool samples_on_device() const { return false; }
+  virtual std::vector<sampler::SampleResult> prefill_and_sample(const PrefillGroup& group,
+                                                                std::span<const SampleRequest> rows) {
+    return sample_on_host(prefill(group), config().vocab, rows);
+  }
+  virtual std::vector<sampler::SampleResult> decode_and_sample(const std::vector<int32_t>& tokens,
+                                                               const std::vector<int32_t>& slots,
+                                                               const std::vector<int32_t>& positions,
+                                                               std::span<const SampleRequest> rows) {
+    return sample_on_host(decode(tokens, slots, positions), config().vocab, rows);
+  }
 };
 
 class CpuRunner final : public ModelRunner {

@@ -9,23 +9,53 @@
 #include "parallel/mpi_dispatcher.h"
 #include "worker/engine.h"
 
-namespace tessera::worker {
+#ifdef TESSERA_WITH_NCCL
+#include "parallel/nccl_communicator.h"
+#endif
 
-int run_worker(const parallel::Topology& topo, const std::string& model_path) {
+namespace tessera::worker {
+namespace {
+
+// This worker's index among the workers on its node: which GPU it takes.
+int local_worker_index(MPI_Comm tensor) {
+  MPI_Comm node = MPI_COMM_NULL;
+  int index = 0;
+  if (MPI_Comm_split_type(tensor, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+    throw Error("MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) failed");
+  MPI_Comm_rank(node, &index);
+  MPI_Comm_free(&node);
+  return index;
+}
+
+}  // namespace
+
+int run_worker(const parallel::Topology& topo, const std::string& model_path, const BackendOptions& backend) {
   const int tp_rank = topo.tp_rank(), tp_size = topo.tp_size();
   try {
-    auto comm = parallel::make_mpi_communicator(topo.tensor);
-    Transformer model(model::load_weights(model_path, tp_rank, tp_size), comm.get());
-    spdlog::info("tp rank {}/{}: loaded {:.0f} MB of weights", tp_rank, tp_size, model.weights().n_bytes() / 1e6);
-    CpuRunner runner(model);
-    Engine engine(runner, tp_rank);
+    auto host_comm = parallel::make_mpi_communicator(topo.tensor);
+    LoadRequest req;
+    req.path = model_path;
+    req.options = backend;
+    req.tp_rank = tp_rank;
+    req.tp_size = tp_size;
+    req.host_comm = host_comm.get();
+    req.local_index = local_worker_index(topo.tensor);
+#ifdef TESSERA_WITH_NCCL
+    req.device_comm = [&topo](int device, void* stream) {
+      return parallel::make_nccl_communicator(topo.tensor, device, static_cast<cudaStream_t>(stream));
+    };
+#endif
+    auto model = load_model(req);
+    spdlog::info("tp rank {}/{}: {}", tp_rank, tp_size, model->describe());
+    parallel::Communicator* comm = model->collectives() != nullptr ? model->collectives() : host_comm.get();
+    Engine engine(model->runner(), tp_rank);
     for (;;) {
       const parallel::StepPlan plan = parallel::receive_plan(topo.world);
       if (plan.kind == parallel::StepPlan::Kind::kShutdown) {
         struct rusage ru {};
         ::getrusage(RUSAGE_SELF, &ru);
         spdlog::info("tp rank {}/{}: {:.0f} MB of weights, peak RSS {:.0f} MB", tp_rank, tp_size,
-                     model.weights().n_bytes() / 1e6, ru.ru_maxrss / 1024.0);
+                     model->weight_bytes() / 1e6, ru.ru_maxrss / 1024.0);
         return 0;
       }
       const double comm_before = comm->seconds_in_collectives();

@@ -55,6 +55,7 @@ Scheduler::Scheduler(parallel::Dispatcher& dispatcher, SchedulerOptions options,
       options_(options),
       metrics_(metrics),
       waiting_(static_cast<size_t>(std::max(options.max_waiting, 0))),
+      n_slots_(options.n_slots),
       slots_(options.n_slots) {
   TESSERA_CHECK(options.n_slots >= 1 && options.max_ctx >= 2 && options.token_budget >= 1);
   (void)metrics_;
@@ -84,8 +85,6 @@ SubmitStatus Scheduler::submit(std::shared_ptr<Request> request, std::string* wh
         return invalid("prompt token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                        std::to_string(options_.vocab) + ")");
   if (r.max_tokens < 1) return invalid("max_tokens must be >= 1, got " + std::to_string(r.max_tokens));
-  if (r.n < 1 || r.n > options_.n_slots)
-    return invalid("n must be in [1, " + std::to_string(options_.n_slots) + "], got " + std::to_string(r.n));
   const int64_t need = static_cast<int64_t>(r.prompt.size()) + r.max_tokens;
   if (need > options_.max_ctx)
     return invalid("prompt (" + std::to_string(r.prompt.size()) + " tokens) + max_tokens (" +
@@ -97,6 +96,8 @@ SubmitStatus Scheduler::submit(std::shared_ptr<Request> request, std::string* wh
   }
   {
     std::lock_guard lk(mu_);
+    if (r.n < 1 || r.n > n_slots_)
+      return invalid("n must be in [1, " + std::to_string(n_slots_) + "], got " + std::to_string(r.n));
     if (failed_ || draining_ || stopping_) {
       if (why) *why = failed_ ? "the cluster failed: " + failure_ : "the server is shutting down";
       return SubmitStatus::kDraining;
@@ -133,12 +134,31 @@ SchedulerStats Scheduler::stats() const {
   return stats_;
 }
 
+int32_t Scheduler::configure() {
+  parallel::StepPlan plan;
+  plan.kind = parallel::StepPlan::Kind::kConfigure;
+  plan.n_slots = options_.n_slots;
+  plan.max_ctx = options_.max_ctx;
+  const int32_t granted = dispatch(plan).n_slots;
+  if (granted < 1 || granted > options_.n_slots)
+    throw Error("configure: the workers allocated " + std::to_string(granted) + " KV slots for " +
+                std::to_string(options_.n_slots) + " asked");
+  slots_ = SlotPool(granted);
+  configured_ = true;
+  std::vector<std::shared_ptr<Request>> too_wide;  // asked for more sequences than there are slots
+  {
+    std::lock_guard lk(mu_);
+    n_slots_ = granted;
+    too_wide = waiting_.remove_if([granted](const Request& r) { return r.n > granted; });
+    stats_.waiting = static_cast<int32_t>(waiting_.size());
+  }
+  finish_waiting(too_wide, FinishReason::kError,
+                 "n exceeds the " + std::to_string(granted) + " KV slots the workers could allocate");
+  return granted;
+}
+
 void Scheduler::run() {
-  parallel::StepPlan configure;
-  configure.kind = parallel::StepPlan::Kind::kConfigure;
-  configure.n_slots = options_.n_slots;
-  configure.max_ctx = options_.max_ctx;
-  dispatch(configure);
+  if (!configured_) configure();
 
   for (;;) {
     std::vector<std::shared_ptr<Request>> cancelled, expired;

@@ -69,9 +69,13 @@ class Scheduler {
   // kQueueFull (max_waiting requests wait already), kDraining (begin_drain(), stop() or a cluster failure).
   SubmitStatus submit(std::shared_ptr<Request> request, std::string* why);
 
-  // Configures the workers' KV cache (n_slots, max_ctx), then steps until stop(), or until begin_drain() and
-  // nothing is left in flight. On a cluster failure every request finishes with kError and the tessera::Error
-  // is rethrown.
+  // Configures the workers' KV cache for options.n_slots slots of max_ctx tokens and returns how many they
+  // allocated: fewer when an accelerator's KV budget holds fewer (the scheduler then runs with that many, and
+  // requests asking for more sequences than that are refused). Throws tessera::Error on a cluster failure.
+  // Call it before serving to learn the capacity; run() calls it when it was not called.
+  int32_t configure();
+  // Steps until stop(), or until begin_drain() and nothing is left in flight. On a cluster failure every
+  // request finishes with kError and the tessera::Error is rethrown.
   void run();
   void begin_drain();
   void stop();
@@ -101,9 +105,11 @@ class Scheduler {
   WaitingQueue waiting_;
   bool draining_ = false, stopping_ = false, failed_ = false;
   std::string failure_;
+  int32_t n_slots_;  // the KV slots the workers allocated (options.n_slots until configure())
   SchedulerStats stats_;
 
   // The run() thread's own state.
+  bool configured_ = false;
   SlotPool slots_;
   std::vector<std::unique_ptr<Sequence>> running_;  // in the order their rows go into a plan
   std::vector<int32_t> pending_release_;

@@ -1,9 +1,11 @@
-// kernels/cuda/attention_decode.cu — flash-decoding: split kernel + combine kernel (see the .cuh for the design).
+// kernels/cuda/attention_decode.cu — flash-decoding: split kernel + combine kernel (see the .cuh for the design);
+// the op entry, which also runs attention_decode_warp.cuh for the head dims the split kernel does not take.
 #include "kernels/cuda/attention_decode.cuh"
 
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cuda/attention_decode_warp.cuh"
 #include "kernels/cuda/common.cuh"
 
 namespace tessera::gpu {
@@ -244,6 +246,11 @@ Status launch_typed(const void* q, int64_t q_stride, const void* ck, const void*
 DecodePlan plan_attention_decode(int64_t B, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx,
                                  int n_sms) {
   DecodePlan plan;
+  if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
+    plan.kernel = DecodeKernel::WarpPerHead;  // one split over all keys: n_splits 1, no workspace
+    plan.chunk = max_ctx;
+    return plan;
+  }
   plan.heads_per_block = heads_per_block_for(n_kv_heads > 0 ? n_heads / n_kv_heads : 1);
   const int64_t base_blocks = std::max<int64_t>(1, B * (n_heads / plan.heads_per_block));
   // ~8 blocks per SM: one 128-thread block keeps only ~16 KB of loads in flight and serializes K loads, softmax
@@ -272,8 +279,11 @@ Status launch_attention_decode(const void* q, int64_t q_stride, const void* cach
     if (head_dim == 128)
       return launch_typed<T, 128>(q, q_stride, cache_k, cache_v, slots, starts, lens, out, ws_o, ws_ml, B, n_heads,
                                   n_kv_heads, max_ctx, plan, scale_log2, stream);
-    return launch_typed<T, 256>(q, q_stride, cache_k, cache_v, slots, starts, lens, out, ws_o, ws_ml, B, n_heads,
-                                n_kv_heads, max_ctx, plan, scale_log2, stream);
+    if (head_dim == 256)
+      return launch_typed<T, 256>(q, q_stride, cache_k, cache_v, slots, starts, lens, out, ws_o, ws_ml, B, n_heads,
+                                  n_kv_heads, max_ctx, plan, scale_log2, stream);
+    return Status::error("cuda::attention_decode: the split kernel takes head_dim 64, 128 or 256, got " +
+                         std::to_string(head_dim));
   });
   return Status::error("cuda::attention_decode: unknown dtype");
 }
@@ -287,8 +297,8 @@ Status attention_decode(const void* q, int64_t q_stride, const void* cache_k, co
   TESSERA_ARG_REQUIRE(op, "n_heads", n_heads > 0, "must be > 0, got " + std::to_string(n_heads));
   TESSERA_ARG_REQUIRE(op, "n_kv_heads", n_kv_heads > 0 && n_heads % n_kv_heads == 0,
                       "must divide n_heads = " + std::to_string(n_heads) + ", got " + std::to_string(n_kv_heads));
-  TESSERA_ARG_REQUIRE(op, "head_dim", head_dim == 64 || head_dim == 128 || head_dim == 256,
-                      "must be 64, 128 or 256, got " + std::to_string(head_dim));
+  TESSERA_ARG_REQUIRE(op, "head_dim", head_dim > 0 && head_dim <= kDecodeWarpMaxHeadDim,
+                      "must be in [1, 256], got " + std::to_string(head_dim));
   TESSERA_ARG_REQUIRE(op, "max_ctx", max_ctx > 0 && max_ctx <= INT32_MAX,
                       "must be in [1, 2^31), got " + std::to_string(max_ctx));
   TESSERA_ARG_REQUIRE(op, "q_stride", q_stride >= n_heads * head_dim,
@@ -308,6 +318,9 @@ Status attention_decode(const void* q, int64_t q_stride, const void* cache_k, co
   TESSERA_ARG_REQUIRE(
       op, "workspace_bytes", workspace_bytes >= plan.workspace_bytes,
       "the plan needs " + std::to_string(plan.workspace_bytes) + ", got " + std::to_string(workspace_bytes));
+  if (plan.kernel == DecodeKernel::WarpPerHead)
+    return launch_attention_decode_warp(q, q_stride, cache_k, cache_v, slots, starts, lens, out, B, n_heads, n_kv_heads,
+                                        head_dim, max_ctx, scale, dtype, stream);
   return launch_attention_decode(q, q_stride, cache_k, cache_v, slots, starts, lens, out, B, n_heads, n_kv_heads,
                                  head_dim, max_ctx, scale, plan, workspace, dtype, stream);
 }

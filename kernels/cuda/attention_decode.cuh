@@ -9,7 +9,8 @@
 // Split kernel: 128 threads; D / W threads cooperate on one key row (16- or 32-byte loads), scores of a 64-key
 // tile go to shared memory, an online softmax per head, then P·V with the same row ownership; partial (o, m, l)
 // per split go to the workspace, and a combine kernel merges them. With n_splits == 1 the split kernel writes
-// the output directly.
+// the output directly. The split kernel takes head_dim 64, 128 and 256; for any other head_dim <= 256 the op entry
+// runs attention_decode_warp.cuh instead (the plan says which: DecodePlan::kernel).
 #pragma once
 
 #include "kernels/cuda/cuda_ops.h"

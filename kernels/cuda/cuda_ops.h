@@ -25,6 +25,10 @@ enum class DType { F32, F16, BF16 };
 inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 const char* dtype_name(DType t);
 
+// dst[i] = src[i] rounded to nearest even in dtype (F32: copied exactly).  src: [n] fp32; dst: [n] in dtype (weight
+// upload: fp32 host tensors staged on the device, then stored in the storage type).
+Status convert_from_f32(const float* src, void* dst, int64_t n, DType dtype, cudaStream_t stream);
+
 // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n]).  cuBLAS on tensor cores for F16/BF16 (fp32 accumulation), plain
 // fp32 (no TF32) for F32.
 Status linear(const void* x, const void* w, const void* bias, void* y, int64_t m, int64_t n, int64_t k, DType dtype,
@@ -88,10 +92,17 @@ Status attention_prefill(const void* q, int64_t q_stride, const void* k, const v
                          const int32_t* pad, void* out, int64_t B, int64_t L, int64_t n_heads, int64_t n_kv_heads,
                          int64_t head_dim, float scale, DType dtype, cudaStream_t stream);
 
-// Work split of attention_decode (flash-decoding), planned on the host from shapes alone; testable by itself.
+// Which kernel attention_decode runs. Split: flash-decoding (key chunks across blocks, a combine pass), head_dim
+// 64, 128 or 256. WarpPerHead: one warp per (sequence, query head) over all its keys, any other head_dim <= 256
+// (e.g. 16, 80, 96); simple and latency-bound, for the shapes the split kernel does not take.
+enum class DecodeKernel { Split, WarpPerHead };
+
+// Work split of attention_decode, planned on the host from shapes alone; testable by itself. For WarpPerHead the
+// plan is always n_splits 1, chunk max_ctx, heads_per_block 1, workspace_bytes 0.
 struct DecodePlan {
+  DecodeKernel kernel = DecodeKernel::Split;
   int n_splits = 1;         // key chunks per (sequence, head); 1: no combine pass
-  int64_t chunk = 0;        // keys per split (a multiple of the kernel's key tile)
+  int64_t chunk = 0;        // keys per split (Split: a multiple of the kernel's key tile)
   int heads_per_block = 1;  // query heads of one KV head handled by one block (shares K/V loads)
   size_t workspace_bytes = 0;
 };
@@ -100,12 +111,70 @@ DecodePlan plan_attention_decode(int64_t B, int64_t n_heads, int64_t n_kv_heads,
 
 // One query token per sequence against keys [starts[b], starts[b] + lens[b]) of slot slots[b].
 // q: [B] rows of stride q_stride holding [n_heads, head_dim]; cache_k, cache_v: [n_slots, n_kv_heads, max_ctx,
-// head_dim]; slots, starts, lens: [B] int32; out: [B, n_heads, head_dim].  head_dim 64, 128 or 256.
-// workspace: device memory of at least plan_attention_decode(...).workspace_bytes (may be nullptr when 0).
+// head_dim]; slots, starts, lens: [B] int32; out: [B, n_heads, head_dim].  Any head_dim in [1, 256]: 64, 128 and
+// 256 run the split kernel, the others the warp-per-head kernel (DecodePlan::kernel).  An empty range (lens[b] 0)
+// writes zeros.  workspace: device memory of at least plan_attention_decode(...).workspace_bytes (may be nullptr
+// when 0, always the case for the warp-per-head kernel).
 Status attention_decode(const void* q, int64_t q_stride, const void* cache_k, const void* cache_v, const int32_t* slots,
                         const int32_t* starts, const int32_t* lens, void* out, int64_t B, int64_t n_heads,
                         int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale, void* workspace,
                         size_t workspace_bytes, DType dtype, cudaStream_t stream);
+
+// --- sampling (sampling.cu; algorithm, cost and precision in sampling.cuh and docs/cuda-kernels.md) ------------
+// One row's sampling request: worker/sampler.h's SamplingParams plus the decode step (device array [B]).
+struct SampleParams {
+  float temperature = 1.0f;        // < 1e-5 (sampler::kGreedyTemperature): greedy
+  float top_p = 1.0f;              // (0, 1]
+  int32_t top_k = -1;              // -1 / 0: off
+  float presence_penalty = 0.0f;   // [-2, 2], over the row's generated tokens
+  float frequency_penalty = 0.0f;  // [-2, 2]
+  int32_t n_logprobs = 0;          // 0 .. kSampleMaxLogprobs
+  uint64_t seed = 0;               // u = philox::sampling_uniform(seed, step, 0)
+  uint64_t step = 0;
+};
+inline constexpr int kSampleMaxLogprobs = 20;
+
+enum class SampleError : int32_t {
+  kNone = 0,
+  kNonFiniteLogit = 1,  // error_index: the first non-finite logit, error_value: its value
+  kBadPenalty = 2,      // error_index: the row's entry (token outside [0, V), count < 0, a token listed twice,
+                        // or offsets that decrease); error_value: its token
+  kBadParams = 3,       // a parameter outside the ranges above
+  kInternal = 4,        // a search found no token: a bug, never expected
+};
+
+// One row's result (device array [B]), written by sample_tokens.
+struct SampleOut {
+  int32_t token;  // -1 on error
+  float logprob;  // log_softmax(raw logits)[token]
+  int32_t n_top;  // min(n_logprobs, V)
+  SampleError error;
+  int32_t error_index;
+  float error_value;
+  int32_t n_passes;  // passes over the row this one took (diagnostic: tests assert the refinement path ran)
+  int32_t top_ids[kSampleMaxLogprobs];     // [n_top]: raw log_softmax, descending, ties to the lowest id
+  float top_logprobs[kSampleMaxLogprobs];  // [n_top]
+};
+
+// Device bytes of sample_tokens' workspace for B rows of V logits (the penalty bitmaps: B · ceil(V / 32) words).
+size_t sample_workspace_bytes(int64_t B, int64_t V);
+
+// One token per row, exactly worker/sampler.h's semantics (penalties → greedy below 1e-5 | temperature → top-k →
+// top-p → inverse-CDF draw of the Philox uniform; logprobs from the raw log_softmax).
+// logits: [B, V] fp32; params, out: [B]. Penalties (nullptr, nullptr, nullptr: none): the row b's generated
+// tokens are penalty_tokens / penalty_counts[penalty_offsets[b] .. penalty_offsets[b + 1]) ([B + 1] offsets,
+// CSR), distinct tokens, counts >= 0 (0: no penalty). workspace: >= sample_workspace_bytes(B, V) device bytes,
+// 4-byte aligned, when penalties are given (may be nullptr otherwise). V in [1, 2^24].
+// Deterministic: the same inputs give the same outputs on every run (integer atomics only, fixed-order float
+// reductions). Per-row problems (a non-finite logit, a bad penalty entry) are reported in out[b].error, not in
+// the Status: sample_error_text() turns them into messages.
+Status sample_tokens(const float* logits, int64_t B, int64_t V, const SampleParams* params,
+                     const int32_t* penalty_offsets, const int32_t* penalty_tokens, const int32_t* penalty_counts,
+                     void* workspace, size_t workspace_bytes, SampleOut* out, cudaStream_t stream);
+
+// "" when out.error is kNone; otherwise a message naming the row and the index, e.g. "row 3: logits[42] is nan:
+// the model produced a non-finite logit" (the CPU sampler's message, with the row).
+std::string sample_error_text(const SampleOut& out, int64_t row);
 
 // The number of multiprocessors of the current device (cached per device).
 int device_sm_count();

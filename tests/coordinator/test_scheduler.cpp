@@ -163,6 +163,7 @@ class ScriptedDispatcher final : public parallel::Dispatcher {
     if (fail_at >= 0 && static_cast<int>(plans.size()) - 1 == fail_at) throw Error("rank 2 died (test)");
     parallel::StepResult r;
     r.step_id = plan.step_id;
+    if (plan.kind == parallel::StepPlan::Kind::kConfigure) r.n_slots = plan.n_slots;  // every slot fits
     for (int32_t s : plan.prefill_slots) r.tokens.push_back(100 + s);
     for (int32_t s : plan.decode_slots) r.tokens.push_back(100 + s);
     r.logprobs.assign(r.tokens.size(), -0.5f);

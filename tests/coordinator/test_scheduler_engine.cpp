@@ -5,6 +5,7 @@
 // and cancel, timeouts, queue limits, drain and FIFO fairness behave as scheduler.h says.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -380,6 +381,61 @@ TEST_F(SchedulerEngine, InvalidRequestsAreRefusedWithAReason) {
   EXPECT_EQ(sched_->submit(request({1}, 4, nullptr), &why), SubmitStatus::kInvalid);
   EXPECT_EQ(sched_->stats().waiting, 0);
   EXPECT_EQ(sched_->submit(request(std::vector<int32_t>(100, 1), 28, sink), &why), SubmitStatus::kAccepted) << why;
+}
+
+// A runner whose KV budget holds fewer slots than asked, as the CUDA pool does under backend.kv_memory_fraction
+// (ModelRunner::configure's contract): the CPU runner, capped.
+class CappedRunner final : public worker::ModelRunner {
+ public:
+  CappedRunner(worker::Transformer& model, int64_t cap) : inner_(model), cap_(cap) {}
+  const model::ModelConfig& config() const override { return inner_.config(); }
+  void configure(int64_t n_slots, int64_t max_ctx) override { inner_.configure(std::min(n_slots, cap_), max_ctx); }
+  int64_t n_slots() const override { return inner_.n_slots(); }
+  std::vector<float> prefill(const worker::PrefillGroup& g) override { return inner_.prefill(g); }
+  std::vector<float> decode(const std::vector<int32_t>& t, const std::vector<int32_t>& s,
+                            const std::vector<int32_t>& p) override {
+    return inner_.decode(t, s, p);
+  }
+
+ private:
+  worker::CpuRunner inner_;
+  int64_t cap_;
+};
+
+TEST_F(SchedulerEngine, RunsWithTheSlotsTheWorkersCouldAllocate) {
+  CappedRunner runner(*model_, 2);
+  worker::LocalDispatcher local(runner);
+  SpyDispatcher spy(local);
+  Scheduler sched(spy, options(4), nullptr);
+  // Waiting before the cache exists: n = 3 fits the 4 slots asked for, not the 2 allocated.
+  auto wide = std::make_shared<RecordingSink>(3);
+  std::string why;
+  ASSERT_EQ(sched.submit(request({1, 2, 3}, 4, wide, 0.0f, 0, 3), &why), SubmitStatus::kAccepted) << why;
+  EXPECT_EQ(sched.configure(), 2);
+  ASSERT_TRUE(wide->wait_finished(1000ms));
+  EXPECT_EQ(wide->reasons[0], FinishReason::kError);
+  EXPECT_NE(wide->messages[0].find("2 KV slots"), std::string::npos) << wide->messages[0];
+  EXPECT_EQ(sched.submit(request({1}, 4, wide, 0.0f, 0, 3), &why), SubmitStatus::kInvalid);
+  EXPECT_NE(why.find("n must be in [1, 2]"), std::string::npos) << why;
+
+  // Five requests through two slots: every one gets its tokens alone, never more than two rows in a step.
+  std::thread loop([&] { sched.run(); });
+  std::mt19937 rng(7);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::shared_ptr<RecordingSink>> sinks;
+  for (int i = 0; i < 5; ++i) {
+    prompts.push_back(random_prompt(rng, 3 + 4 * i));
+    sinks.push_back(std::make_shared<RecordingSink>(1));
+    ASSERT_EQ(sched.submit(request(prompts.back(), 6, sinks.back()), &why), SubmitStatus::kAccepted) << why;
+  }
+  for (auto& s : sinks) ASSERT_TRUE(s->wait_finished());
+  sched.stop();
+  loop.join();
+  sampler::SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  for (size_t i = 0; i < sinks.size(); ++i) EXPECT_EQ(sinks[i]->tokens[0], alone(prompts[i], 6, greedy)) << i;
+  std::lock_guard lk(spy.mu);
+  for (const auto& sh : spy.shapes) EXPECT_LE(sh.prefill_rows + sh.decode_rows, 2);
 }
 
 TEST_F(SchedulerEngine, DrainFinishesInFlightWorkAndRefusesNew) {

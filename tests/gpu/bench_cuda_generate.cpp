@@ -1,8 +1,9 @@
 // tests/gpu/bench_cuda_generate.cpp — end-to-end generation time of the GPU engine: EET's setup (a
-// GPT-2-medium-shaped model, batch 4, prompt 512, 512 new tokens), greedy, host argmax every step.
+// GPT-2-medium-shaped model, batch 4, prompt 512, 512 new tokens), greedy: host argmax over the copied logits
+// every step, or (--device-sampling) the GPU sampler with only the tokens coming back, as the engine runs it.
 //
 // Usage: bench_cuda_generate [--model HF_DIR | --synthetic NAME] [--dtype f16|bf16|f32] [--batch 4]
-//                            [--prompt 512] [--new 512] [--cpu]
+//                            [--prompt 512] [--new 512] [--cpu] [--device-sampling] [--graphs]
 // Prompt ids: (b · 1000003 + i · 7919 + 17) mod vocab — tests/gpu/bench_hf_generate.py uses the same, so that
 // both sides run the same tokens on the same weights (--model: the checkpoint that script saved).
 // Prints one line: prefill ms, ms per decode step, tokens/s. --cpu runs the CPU engine instead (reference).
@@ -12,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "worker/cuda/cuda_runner.h"
 #include "worker/cuda/random_weights.h"
@@ -22,7 +25,7 @@ using namespace tessera;
 int main(int argc, char** argv) {
   std::string model_dir, synthetic = "gpt2-medium", dtype_s = "f16";
   int64_t B = 4, P = 512, N = 512;
-  bool on_cpu = false;
+  bool on_cpu = false, device_sampling = false, graphs = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -46,6 +49,10 @@ int main(int argc, char** argv) {
       N = std::stoll(next());
     else if (a == "--cpu")
       on_cpu = true;
+    else if (a == "--device-sampling")
+      device_sampling = true;
+    else if (a == "--graphs")
+      graphs = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -62,8 +69,16 @@ int main(int argc, char** argv) {
       cpu_model = std::make_unique<worker::Transformer>(std::move(w));
       runner = std::make_unique<worker::CpuRunner>(*cpu_model);
     } else {
-      runner = worker::make_cuda_runner(std::move(w), dtype);
+      auto cuda = std::make_unique<worker::CudaRunner>(std::move(w), dtype);
+      cuda->set_cuda_graphs(graphs);
+      runner = std::move(cuda);
     }
+    // Greedy rows for the engine's sampling path (--device-sampling; on the CPU it samples on the host).
+    sampler::SamplingParams greedy;
+    greedy.temperature = 0.0f;
+    const std::unordered_map<int32_t, int32_t> no_counts;
+    const std::vector<worker::SampleRequest> rows(static_cast<size_t>(B),
+                                                  worker::SampleRequest{&greedy, 0, &no_counts});
     runner->configure(B, P + N);
     std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B));
     std::vector<int32_t> slots;
@@ -76,11 +91,19 @@ int main(int argc, char** argv) {
       auto logits = runner->prefill(worker::PrefillGroup::make(prompts, slots));
       const auto t1 = std::chrono::steady_clock::now();
       std::vector<int32_t> last(static_cast<size_t>(B)), pos(static_cast<size_t>(B), static_cast<int32_t>(P));
+      for (int64_t b = 0; b < B; ++b)
+        last[b] = static_cast<int32_t>(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
+                                       (logits.begin() + b * V));
       for (int64_t step = 1; step < n_new; ++step) {
-        for (int64_t b = 0; b < B; ++b)
-          last[b] = static_cast<int32_t>(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
-                                         (logits.begin() + b * V));
-        logits = runner->decode(last, slots, pos);
+        if (device_sampling) {
+          const auto picked = runner->decode_and_sample(last, slots, pos, rows);
+          for (int64_t b = 0; b < B; ++b) last[b] = picked[static_cast<size_t>(b)].token;
+        } else {
+          logits = runner->decode(last, slots, pos);
+          for (int64_t b = 0; b < B; ++b)
+            last[b] = static_cast<int32_t>(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
+                                           (logits.begin() + b * V));
+        }
         for (auto& p : pos) ++p;
       }
       const auto t2 = std::chrono::steady_clock::now();
@@ -92,12 +115,12 @@ int main(int argc, char** argv) {
     run(N, &p_s, &d_s);
     const double total_ms = 1e3 * (p_s + d_s);
     std::printf(
-        "bench_cuda_generate %s %s B=%lld prompt=%lld new=%lld: prefill %.2f ms, decode %.3f ms/step, "
+        "bench_cuda_generate %s %s%s%s B=%lld prompt=%lld new=%lld: prefill %.2f ms, decode %.3f ms/step, "
         "total %.1f ms = %.3f ms/token (per generated step), %.0f tokens/s\n",
         model_dir.empty() ? synthetic.c_str() : model_dir.c_str(), on_cpu ? "cpu-f32" : gpu::dtype_name(dtype),
-        static_cast<long long>(B), static_cast<long long>(P), static_cast<long long>(N), 1e3 * p_s,
-        1e3 * d_s / static_cast<double>(N - 1), total_ms, total_ms / static_cast<double>(N),
-        static_cast<double>(B * N) / (p_s + d_s));
+        device_sampling ? " device-sampling" : "", graphs ? " graphs" : "", static_cast<long long>(B),
+        static_cast<long long>(P), static_cast<long long>(N), 1e3 * p_s, 1e3 * d_s / static_cast<double>(N - 1),
+        total_ms, total_ms / static_cast<double>(N), static_cast<double>(B * N) / (p_s + d_s));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_generate: %s\n", e.what());
     return 1;

@@ -1,6 +1,7 @@
 // tests/gpu/test_cuda_runner.cpp — the GPU engine (CudaRunner) against the CPU engine (CpuRunner over the same
 // weights) and against Hugging Face transformers (tests/python/make_oracles.py's tiny random checkpoints, dir
-// from TESSERA_ORACLES). Label gpu; every test skips with "no CUDA device: ..." where there is no GPU.
+// from TESSERA_ORACLES), and the engine's device sampling against its host sampling. Label gpu; every test skips
+// with "no CUDA device: ..." where there is no GPU.
 //
 // Stated tolerances (|gpu − ref| over every logit of every step):
 //   fp32 storage:  ≤ 1e-3 against the CPU and against transformers (the CPU engine's own bound against
@@ -17,8 +18,10 @@
 #include <cstdio>
 
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/kernels/sampling_reference.h"
 #include "worker/cuda/cuda_runner.h"
 #include "worker/cuda/random_weights.h"
+#include "worker/engine.h"
 #include "worker/model/weights.h"
 
 namespace tessera {
@@ -262,6 +265,118 @@ TEST(CudaRunner, SyntheticLlama2048) {
       EXPECT_LE(worst_rel, 0.05);
     }
   }
+}
+
+// Seeded sampling through the Engine: device sampling (gpu::sample_tokens next to the logits, the default) against
+// the host sampler over the same GPU logits (set_device_sampling(false)), on every oracle model: a pre-padded group
+// of six rows with different settings (temperature, top-k, top-p, penalties, logprobs, one greedy row), 32 tokens
+// each. Both engines get the same plans (the decode tokens are the host-sampling engine's), so a difference cannot
+// cascade. Tokens must be identical and logprobs within 1e-5. A different token is accepted only where the CPU's
+// walk passes within sampling_test::kBoundaryRel (~1e-6, relative) of a CDF boundary — the two expf's differ by a
+// few ulp there — measured by the full-sort reference over the step's logits (recomputed by re-running the step on
+// the host-sampling runner, which writes the same K/V values again); such a row is not compared afterwards (its
+// penalty counts differ). With vocab 256 that happens about once in 10^4 draws; more than 1% fails.
+TEST(CudaRunner, DeviceSamplingMatchesHostSamplingThroughTheEngine) {
+  REQUIRE_ORACLES();
+  struct Setting {
+    float t, top_p;
+    int32_t top_k;
+    float presence, frequency;
+    int32_t n_logprobs;
+  };
+  const Setting settings[] = {{1.0f, 1.0f, -1, 0.0f, 0.0f, 0}, {0.8f, 0.9f, -1, 0.0f, 0.0f, 3},
+                              {1.2f, 1.0f, 20, 0.0f, 0.0f, 0}, {0.7f, 1.0f, -1, 0.5f, 0.3f, 5},
+                              {0.0f, 1.0f, -1, 0.0f, 0.0f, 2}, {1.5f, 0.5f, 50, -0.5f, 1.0f, 1}};
+  const auto R = static_cast<int64_t>(std::size(settings));
+  int64_t draws = 0, exempt = 0, model_index = 0;
+  for (const char* name : kModels) {
+    SCOPED_TRACE(name);
+    const auto cases = read_reference(model_dir(name));
+    ASSERT_FALSE(cases.empty());
+    std::vector<std::vector<int32_t>> prompts;  // lengths 3, 10, 17, ... (capped by the case's prompt)
+    for (int64_t b = 0; b < R; ++b) {
+      const auto& p = cases[static_cast<size_t>(b) % cases.size()].prompt_ids;
+      prompts.emplace_back(p.begin(), p.begin() + static_cast<ptrdiff_t>(std::min<size_t>(p.size(), 3 + 7 * b)));
+    }
+    worker::CudaRunner dev_runner(model::load_weights(model_dir(name)), DType::F32);
+    worker::CudaRunner host_runner(model::load_weights(model_dir(name)), DType::F32);
+    host_runner.set_device_sampling(false);
+    EXPECT_TRUE(dev_runner.samples_on_device());
+    EXPECT_FALSE(host_runner.samples_on_device());
+    worker::Engine dev(dev_runner, 0), host(host_runner, 0);
+    const int64_t V = dev_runner.config().vocab;
+    parallel::StepPlan conf;
+    conf.kind = parallel::StepPlan::Kind::kConfigure;
+    conf.n_slots = static_cast<int32_t>(R);
+    conf.max_ctx = 40 + kNew + 1;
+    ASSERT_EQ(dev.execute(conf).n_slots, R);
+    ASSERT_EQ(host.execute(conf).n_slots, R);
+    std::vector<int32_t> slots(static_cast<size_t>(R)), pos(static_cast<size_t>(R));
+    for (int64_t b = 0; b < R; ++b) {
+      slots[b] = static_cast<int32_t>(R - 1 - b);
+      pos[b] = static_cast<int32_t>(prompts[b].size());
+    }
+    const auto group = worker::PrefillGroup::make(prompts, slots);
+    parallel::StepPlan plan;
+    plan.prefill_cols = static_cast<int32_t>(group.n_cols);
+    plan.prefill_tokens = group.tokens;
+    plan.prefill_pad = group.pad;
+    plan.prefill_slots = slots;
+    std::vector<sampler::SamplingParams> params;
+    for (int64_t b = 0; b < R; ++b) {
+      const Setting& st = settings[b];
+      const parallel::SeqSampling s{st.t,         st.top_p,     st.top_k,
+                                    st.presence,  st.frequency, static_cast<uint64_t>(1000 * model_index + b),
+                                    st.n_logprobs};
+      plan.prefill_sampling.push_back(s);
+      params.push_back(worker::to_sampling_params(s));
+    }
+    std::vector<std::unordered_map<int32_t, int32_t>> counts(static_cast<size_t>(R));  // the host engine's tokens
+    std::vector<bool> compared(static_cast<size_t>(R), true);
+    for (int step = 0; step < kNew; ++step) {
+      const auto a = dev.execute(plan), h = host.execute(plan);
+      const std::vector<float> logits =
+          step == 0 ? host_runner.prefill(group)
+                    : host_runner.decode(plan.decode_tokens, plan.decode_slots, plan.decode_positions);
+      ASSERT_EQ(a.tokens.size(), static_cast<size_t>(R));
+      ASSERT_EQ(h.tokens.size(), static_cast<size_t>(R));
+      for (int64_t b = 0; b < R; ++b) {
+        if (!compared[b]) continue;
+        const bool greedy = params[b].greedy();
+        draws += greedy ? 0 : 1;
+        if (a.tokens[b] != h.tokens[b]) {
+          const auto ref = sampling_test::reference(std::span<const float>(logits).subspan(b * V, V), params[b],
+                                                    static_cast<uint64_t>(step), counts[b]);
+          EXPECT_FALSE(greedy) << "greedy rows must agree, step " << step << " row " << b;
+          EXPECT_TRUE(ref.near_boundary) << "step " << step << " row " << b << ": device " << a.tokens[b] << " != host "
+                                         << h.tokens[b] << " away from any CDF boundary";
+          ++exempt;
+          compared[b] = false;
+          continue;
+        }
+        EXPECT_NEAR(a.logprobs[b], h.logprobs[b], 1e-5) << "step " << step << " row " << b;
+        ASSERT_EQ(a.top_logprobs[b].size(), h.top_logprobs[b].size());
+        for (size_t i = 0; i < h.top_logprobs[b].size(); ++i) {
+          EXPECT_EQ(a.top_logprobs[b][i].token, h.top_logprobs[b][i].token) << "step " << step << " row " << b;
+          EXPECT_NEAR(a.top_logprobs[b][i].logprob, h.top_logprobs[b][i].logprob, 1e-5);
+        }
+      }
+      parallel::StepPlan next;
+      next.step_id = static_cast<uint64_t>(step + 1);
+      next.decode_tokens = h.tokens;
+      next.decode_slots = slots;
+      next.decode_positions = pos;
+      for (int64_t b = 0; b < R; ++b) {
+        ++counts[b][h.tokens[b]];
+        ++pos[b];
+      }
+      plan = next;
+    }
+    ++model_index;
+  }
+  std::printf("[gpu sampling through the engine] %lld sampled draws, %lld at a CDF boundary\n",
+              static_cast<long long>(draws), static_cast<long long>(exempt));
+  EXPECT_LE(100 * exempt, draws);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// tests/kernels/test_cuda_attention.cpp — prefill (tensor-core and FMA kernels) and decode (split + combine)
-// attention on the GPU against the CPU ops; long sequences (32K, 128K) against a float64 host reference on a
-// sample of rows; GQA ratios 1, 2, 3, 4, 8; left padding; pad invariance (bitwise).
+// tests/kernels/test_cuda_attention.cpp — prefill (tensor-core and FMA kernels) and decode (split + combine, and
+// warp-per-head for any other head_dim <= 256) attention on the GPU against the CPU ops; long sequences (32K,
+// 128K) against a float64 host reference on a sample of rows; GQA ratios 1, 2, 3, 4, 8; left padding; pad
+// invariance (bitwise); decode caches NaN outside the rows a sequence may read.
 #include <algorithm>
 #include <set>
 
@@ -174,32 +175,81 @@ struct DecodeCase {
   std::vector<int32_t> lens, starts;
 };
 
-void run_decode(const DecodeCase& c, DType t) {
+Tol decode_tol(DType t) {
+  switch (t) {
+    case DType::F32:
+      return {2e-5, 1e-4};
+    case DType::F16:
+      return {2e-3, 2e-3};
+    case DType::BF16:
+      return {1e-2, 1e-2};
+  }
+  return {0, 0};
+}
+
+// The KV cache of a decode batch: [n_slots, Hkv, max_ctx, D], random (rounded to the storage type) in the rows some
+// sequence reads ([starts[b], starts[b] + lens[b]) of slot slots[b], every KV head) and NaN everywhere else, so
+// that a kernel touching a row outside its range fails the check. slots[b] = n_slots - 1 - b: not the identity.
+struct DecodeCache {
+  int64_t n_slots, Hkv, max_ctx, D;
+  std::vector<int32_t> slots;
+  std::vector<float> k, v;
+  DeviceBuffer dk, dv;
+};
+
+DecodeCache make_decode_cache(int64_t Hkv, int64_t max_ctx, int64_t D, const std::vector<int32_t>& starts,
+                              const std::vector<int32_t>& lens, DType t, uint32_t seed) {
+  const int64_t B = static_cast<int64_t>(lens.size());
+  DecodeCache c{B + 1, Hkv, max_ctx, D, std::vector<int32_t>(B), {}, {}, {}, {}};
+  const size_t n = c.n_slots * Hkv * max_ctx * D;
+  c.k.assign(n, std::nanf(""));
+  c.v.assign(n, std::nanf(""));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t b = 0; b < B; ++b) {
+    c.slots[b] = static_cast<int32_t>(c.n_slots - 1 - b);
+    for (int64_t h = 0; h < Hkv; ++h) {
+      const size_t first = ((c.slots[b] * Hkv + h) * max_ctx + starts[b]) * D, count = lens[b] * D;
+      for (size_t i = first; i < first + count; ++i) c.k[i] = round_to(nd(rng), t), c.v[i] = round_to(nd(rng), t);
+    }
+  }
+  c.dk = DeviceBuffer::from(c.k, t);
+  c.dv = DeviceBuffer::from(c.v, t);
+  return c;
+}
+
+// One attention_decode call against the CPU op on `cache` (made for c's Hkv, max_ctx, D, starts, lens); returns
+// the kernel the plan chose.
+DecodeKernel check_decode(const DecodeCase& c, const DecodeCache& cache, DType t, uint32_t seed) {
   SCOPED_TRACE(std::string(dtype_name(t)) + " B " + std::to_string(c.B) + " H " + std::to_string(c.H) + "/" +
                std::to_string(c.Hkv) + " D " + std::to_string(c.D) + " max_ctx " + std::to_string(c.max_ctx));
-  const int64_t n_slots = c.B + 1, q_stride = (c.H + 2 * c.Hkv) * c.D;
-  std::vector<int32_t> slots(c.B);
-  for (int64_t b = 0; b < c.B; ++b) slots[b] = static_cast<int32_t>(n_slots - 1 - b);  // not the identity
-  const size_t cache_n = n_slots * c.Hkv * c.max_ctx * c.D;
-  auto ck = randn(cache_n, 31), cv = randn(cache_n, 32), q = randn(c.B * q_stride, 33);
-  quantize(ck, t), quantize(cv, t), quantize(q, t);
-  auto dck = DeviceBuffer::from(ck, t), dcv = DeviceBuffer::from(cv, t), dq = DeviceBuffer::from(q, t);
-  auto dslots = DeviceBuffer::ints(slots), dstarts = DeviceBuffer::ints(c.starts), dlens = DeviceBuffer::ints(c.lens);
+  const int64_t q_stride = (c.H + 2 * c.Hkv) * c.D;
+  auto q = randn(c.B * q_stride, seed);
+  quantize(q, t);
+  auto dq = DeviceBuffer::from(q, t);
+  auto dslots = DeviceBuffer::ints(cache.slots), dstarts = DeviceBuffer::ints(c.starts);
+  auto dlens = DeviceBuffer::ints(c.lens);
   DeviceBuffer dout(c.B * c.H * c.D, t);
   dout.poison();
   const DecodePlan plan = plan_attention_decode(c.B, c.H, c.Hkv, c.D, c.max_ctx, device_sm_count());
   DeviceBuffer ws(plan.workspace_bytes / 4 + 1, DType::F32);
   ws.poison();
   const float scale = 1.f / std::sqrt(static_cast<float>(c.D));
-  TESSERA_STATUS_CHECK(attention_decode(dq.get(), q_stride, dck.get(), dcv.get(), dslots.i32(), dstarts.i32(),
+  TESSERA_STATUS_CHECK(attention_decode(dq.get(), q_stride, cache.dk.get(), cache.dv.get(), dslots.i32(), dstarts.i32(),
                                         dlens.i32(), dout.get(), c.B, c.H, c.Hkv, c.D, c.max_ctx, scale, ws.get(),
                                         plan.workspace_bytes, t, nullptr));
   std::vector<float> ref(c.B * c.H * c.D);
-  ops::attention_decode(q.data(), q_stride, ck.data(), cv.data(), slots.data(), c.starts.data(), c.lens.data(),
-                        ref.data(), c.B, c.H, c.Hkv, c.D, c.max_ctx, scale);
-  const Tol tol = t == DType::F32 ? Tol{2e-5, 1e-4} : t == DType::F16 ? Tol{2e-3, 2e-3} : Tol{1e-2, 1e-2};
-  EXPECT_TRUE(all_close(dout.download(), ref, tol))
-      << "n_splits " << plan.n_splits << " heads/block " << plan.heads_per_block;
+  ops::attention_decode(q.data(), q_stride, cache.k.data(), cache.v.data(), cache.slots.data(), c.starts.data(),
+                        c.lens.data(), ref.data(), c.B, c.H, c.Hkv, c.D, c.max_ctx, scale);
+  EXPECT_TRUE(all_close(dout.download(), ref, decode_tol(t)))
+      << (plan.kernel == DecodeKernel::Split ? "split kernel" : "warp-per-head kernel") << ", n_splits "
+      << plan.n_splits << " heads/block " << plan.heads_per_block;
+  return plan.kernel;
+}
+
+DecodeKernel run_decode(const DecodeCase& c, DType t) {
+  const DecodeCache cache = make_decode_cache(c.Hkv, c.max_ctx, c.D, c.starts, c.lens, t, 31);
+  return check_decode(c, cache, t, 33);
 }
 
 TEST(CudaAttentionDecode, MatchesCpuAcrossContextsAndGqa) {
@@ -225,6 +275,37 @@ TEST(CudaAttentionDecode, LongContexts) {
   run_decode({1, 8, 8, 64, 131072, {131071}, {1}}, DType::F32);
 }
 
+// Every head_dim the op takes besides 64/128 runs the warp-per-head kernel; 256 (the split kernel) rides along as
+// the control. One batch holds contexts 1, 2, 31, 257, 4099 and an empty sequence, at non-zero starts, for GQA
+// 1, 2, 4, 8 over the same cache.
+TEST(CudaAttentionDecode, AnyHeadDimMatchesCpu) {
+  TESSERA_SKIP_WITHOUT_GPU();
+  std::vector<int64_t> dims = {16, 32, 48, 80, 96, 160, 256};
+  std::vector<int64_t> ratios = {1, 2, 4, 8};
+  std::vector<int32_t> lens = {1, 2, 31, 257, 4099, 0}, starts = {0, 3, 1, 7, 2, 5};
+  if (quick()) {
+    dims = {16, 96, 160, 256};
+    ratios = {1, 8};
+    lens = {1, 2, 31, 257, 0};
+    starts = {0, 3, 1, 7, 5};
+  }
+  int64_t max_ctx = 0;
+  for (size_t b = 0; b < lens.size(); ++b) max_ctx = std::max<int64_t>(max_ctx, starts[b] + lens[b]);
+  max_ctx += 2;  // not a multiple of the key tile; the rows past every range stay NaN
+  const int64_t B = static_cast<int64_t>(lens.size()), Hkv = 2;
+  std::set<DecodeKernel> seen;
+  for (DType t : kAllTypes) {
+    for (int64_t D : dims) {
+      const DecodeCache cache = make_decode_cache(Hkv, max_ctx, D, starts, lens, t, static_cast<uint32_t>(D));
+      for (int64_t ratio : ratios) {
+        const DecodeCase c{B, Hkv * ratio, Hkv, D, max_ctx, lens, starts};
+        seen.insert(check_decode(c, cache, t, static_cast<uint32_t>(D * 10 + ratio)));
+      }
+    }
+  }
+  EXPECT_EQ(seen.size(), 2u) << "both decode kernels must be exercised";
+}
+
 TEST(CudaAttentionDecode, PlanFillsTheMachineAndStaysInBounds) {
   // Host-only planning: no device needed.
   const DecodePlan p1 = plan_attention_decode(1, 32, 8, 128, 131072, 132);
@@ -237,6 +318,16 @@ TEST(CudaAttentionDecode, PlanFillsTheMachineAndStaysInBounds) {
   const DecodePlan p3 = plan_attention_decode(1, 9, 3, 64, 40, 132);
   EXPECT_EQ(p3.n_splits, 1) << "never more splits than 64-key tiles";
   EXPECT_EQ(p3.heads_per_block, 3);
+  for (int64_t D : {64, 128, 256}) EXPECT_EQ(plan_attention_decode(1, 8, 2, D, 4096, 132).kernel, DecodeKernel::Split);
+  // Other head dims: the warp-per-head kernel, one split over all keys, no workspace.
+  for (int64_t D : {1, 16, 80, 96, 160, 255}) {
+    const DecodePlan p = plan_attention_decode(1, 32, 8, D, 131072, 132);
+    EXPECT_EQ(p.kernel, DecodeKernel::WarpPerHead) << "D " << D;
+    EXPECT_EQ(p.n_splits, 1);
+    EXPECT_EQ(p.chunk, 131072);
+    EXPECT_EQ(p.heads_per_block, 1);
+    EXPECT_EQ(p.workspace_bytes, 0u);
+  }
 }
 
 TEST(CudaAttention, RejectsBadArguments) {
@@ -246,6 +337,11 @@ TEST(CudaAttention, RejectsBadArguments) {
   const Status st2 =
       attention_prefill(nullptr, 0, nullptr, nullptr, 0, nullptr, nullptr, 1, 16, 4, 4, 512, 0.1f, DType::F16, nullptr);
   EXPECT_NE(st2.message.find("'head_dim'"), std::string::npos) << st2.message;
+  for (int64_t D : {0, 257, 512}) {
+    const Status st3 = attention_decode(nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, 2, D,
+                                        128, 0.1f, nullptr, 0, DType::F16, nullptr);
+    EXPECT_NE(st3.message.find("'head_dim'"), std::string::npos) << "D " << D << ": " << st3.message;
+  }
 }
 
 }  // namespace

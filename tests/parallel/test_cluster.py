@@ -120,3 +120,36 @@ def test_killing_a_worker_ends_the_job_nonzero_within_10s():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def cuda_usable():
+    """Whether this machine has a CUDA device (nvidia-smi lists one)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+@pytest.mark.skipif(not ORACLES, reason="TESSERA_ORACLES is not set")
+def test_backend_flag_in_process_and_under_mpirun():
+    path = os.path.join(ORACLES, "llama_mha")
+    args = ["--prompt-ids", "1,2,3", "--max-tokens", "6", "--ignore-eos"]
+    cpu = token_ids(generate(path, 0, *args, "--backend", "cpu"))
+    # auto: the GPU when there is one (its fp32 check mode gives the CPU's greedy tokens), else the CPU
+    assert token_ids(generate(path, 0, *args, "--backend", "auto", "--dtype", "fp32")) == cpu
+    assert token_ids(generate(path, 2, *args, "--backend", "auto", "--dtype", "fp32")) == cpu
+    bad = generate(path, 0, *args, "--backend", "gpu")
+    assert bad.returncode != 0 and "--backend" in bad.stderr
+    if cuda_usable():
+        assert token_ids(generate(path, 0, *args, "--backend", "cuda", "--dtype", "fp32")) == cpu
+        return
+    # No GPU here: asking for one is one clear line and exit 2, in-process and from the workers under mpirun
+    t0 = time.monotonic()
+    alone = generate(path, 0, *args, "--backend", "cuda")
+    assert alone.returncode == 2, alone.stderr
+    assert "backend.kind cuda:" in alone.stderr
+    cluster = generate(path, 2, *args, "--backend", "cuda", timeout=60)
+    assert cluster.returncode != 0
+    assert "backend.kind cuda:" in cluster.stderr and "tensor-parallel rank" in cluster.stderr
+    assert time.monotonic() - t0 < 30

@@ -103,8 +103,10 @@ TEST(Transport, PlanAndResultRoundTrip) {
   r.tokens = {1, 2, 3};
   r.logprobs = {-0.5f, -1.0f, -2.0f};
   r.top_logprobs = {{{1, -0.5f}}, {}, {{3, -2.0f}, {4, -3.0f}}};
+  r.n_slots = 12;
   r.error = "none";
   const StepResult s = decode_result(encode_result(r));
+  EXPECT_EQ(s.n_slots, 12);
   EXPECT_EQ(s.tokens, r.tokens);
   EXPECT_EQ(s.top_logprobs[2][1].token, 4);
   EXPECT_EQ(s.error, "none");
@@ -118,7 +120,9 @@ TEST(Transport, VersionMismatchAndTruncationAreClearErrors) {
     decode_plan(other);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("wire version 99, this build speaks 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("wire version 99, this build speaks " + std::to_string(kWireVersion)),
+              std::string::npos)
+        << e.what();
   }
   for (size_t n : {size_t{0}, size_t{7}, size_t{16}, bytes.size() / 2, bytes.size() - 1})
     EXPECT_THROW(decode_plan(std::span<const uint8_t>(bytes.data(), n)), Error) << n;

@@ -9,10 +9,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "common/check.h"
-#include "worker/cuda/decode_attention_generic.h"
+#include "worker/cuda/device_sampling.h"
 
 namespace tessera::worker {
 
@@ -147,8 +148,68 @@ CudaRunner::~CudaRunner() {
   const cudaError_t err = cudaStreamSynchronize(stream_);
   if (err != cudaSuccess)
     std::fprintf(stderr, "%s\n", gpu::cuda_error_text(err, "cudaStreamSynchronize", __FILE__, __LINE__).c_str());
+  drop_decode_graphs();
   if (cublas_ != nullptr) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
   if (own_stream_) cudaStreamDestroy(stream_);
+}
+
+// --- CUDA graphs of the decode step ------------------------------------------------------------------------------
+void CudaRunner::set_cuda_graphs(bool on) {
+  cuda_graphs_ = on;
+  if (!on) drop_decode_graphs();
+}
+
+void CudaRunner::drop_decode_graphs() {
+  for (auto& [b, g] : decode_graphs_) {
+    const cudaError_t err = cudaGraphExecDestroy(g.exec);
+    if (err != cudaSuccess)
+      std::fprintf(stderr, "%s\n", gpu::cuda_error_text(err, "cudaGraphExecDestroy", __FILE__, __LINE__).c_str());
+  }
+  decode_graphs_.clear();
+}
+
+// A graph holds the addresses it was captured with: the scratch and KV arenas' bases (re-made by a larger group
+// or configure()), the cache geometry (k_cache() / v_cache() offsets) and the batch size (the carving of the
+// scratch arena and the attention plan). A graph whose key no longer matches is captured again.
+// The first call of a key runs eagerly: it initializes what the kernels and cuBLAS set up on first use (handles,
+// work space) outside any capture. The capture is in relaxed mode, so that a first-use allocation inside cuBLAS
+// cannot invalidate it; nothing in `forward` synchronizes or reads back (the caller uploads the step's inputs
+// before and reads the logits after).
+Status CudaRunner::replay_decode_graph(int64_t B, const std::function<Status()>& forward) {
+  const GraphKey key{scratch_.base(), scratch_.capacity(), kv_.base(), n_slots_, max_ctx_};
+  auto it = decode_graphs_.find(B);
+  if (it != decode_graphs_.end() && it->second.key == key) {
+    TESSERA_CUDA_TRY(cudaGraphLaunch(it->second.exec, stream_));
+    ++graph_replays_;
+    return Status::success();
+  }
+  if (it != decode_graphs_.end()) {
+    TESSERA_CUDA_TRY(cudaGraphExecDestroy(it->second.exec));
+    decode_graphs_.erase(it);
+  }
+  auto& seen = graph_warm_[B];
+  if (!(seen == key)) {  // first call with these addresses: eager
+    seen = key;
+    return forward();
+  }
+  cudaGraph_t graph = nullptr;
+  TESSERA_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+  const Status captured = forward();
+  const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+  if (!captured.ok() || end != cudaSuccess) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();  // the capture's error is reported below, not left for the next launch check
+    if (!captured.ok()) return captured;
+    TESSERA_CUDA_TRY(end);
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+  TESSERA_CUDA_TRY(cudaGraphDestroy(graph));
+  TESSERA_CUDA_TRY(inst);
+  decode_graphs_[B] = DecodeGraph{key, exec};
+  TESSERA_CUDA_TRY(cudaGraphLaunch(exec, stream_));
+  ++graph_replays_;
+  return Status::success();
 }
 
 Status CudaRunner::upload(const model::ModelWeights& w) {
@@ -229,8 +290,60 @@ Status CudaRunner::upload(const model::ModelWeights& w) {
   return st;
 }
 
+void CudaRunner::set_kv_memory_fraction(double fraction) {
+  if (!(fraction > 0.0 && fraction <= 1.0))
+    throw Error("backend.kv_memory_fraction must be in (0, 1], got " + std::to_string(fraction));
+  kv_memory_fraction_ = fraction;
+}
+
+int64_t CudaRunner::agree_on_slots(int64_t n) {
+  if (tp_ == nullptr || tp_->size() < 2) return n;
+  // The device communicator works on device buffers: gather every rank's count through one small allocation.
+  const int size = tp_->size();
+  std::vector<int32_t> all(static_cast<size_t>(size));
+  const auto mine = static_cast<int32_t>(std::min<int64_t>(n, INT32_MAX));
+  int32_t* d = nullptr;
+  throw_if(
+      [&]() -> Status {
+        TESSERA_CUDA_TRY(cudaMalloc(&d, sizeof(int32_t) * static_cast<size_t>(size + 1)));
+        TESSERA_CUDA_TRY(cudaMemcpyAsync(d, &mine, sizeof mine, cudaMemcpyHostToDevice, stream_));
+        return Status::success();
+      }(),
+      "KV slot agreement");
+  tp_->all_gather(d, d + 1, 1, parallel::ElemType::kI32);
+  const size_t all_bytes = sizeof(int32_t) * all.size();
+  const cudaError_t copy = cudaMemcpyAsync(all.data(), d + 1, all_bytes, cudaMemcpyDeviceToHost, stream_);
+  const cudaError_t sync = cudaStreamSynchronize(stream_);
+  const cudaError_t freed = cudaFree(d);
+  throw_if(
+      [&]() -> Status {
+        TESSERA_CUDA_TRY(copy);
+        TESSERA_CUDA_TRY(sync);
+        TESSERA_CUDA_TRY(freed);
+        return Status::success();
+      }(),
+      "KV slot agreement");
+  return *std::min_element(all.begin(), all.end());
+}
+
 void CudaRunner::configure(int64_t n_slots, int64_t max_ctx) {
   TESSERA_CHECK(n_slots > 0 && max_ctx > 0);
+  // The pool: at most kv_memory_fraction of the memory free now (the old pool counted as free), the same
+  // number of slots on every TP rank (the smallest any rank can hold).
+  const size_t per_slot = kv_bytes_per_slot(config_, n_kv_heads_, max_ctx, dtype_);
+  const int64_t fits = max_slots_fitting(kv_memory_fraction_, max_ctx);
+  const int64_t agreed = agree_on_slots(std::min(n_slots, fits));
+  if (agreed < 1) {
+    char msg[320];
+    std::snprintf(msg, sizeof msg,
+                  "KV cache: one slot of %lld tokens needs %.1f MB on this rank, more than backend.kv_memory_fraction "
+                  "%.2f of the free device memory allows (%lld slots fit here): lower scheduler.max_ctx or raise "
+                  "backend.kv_memory_fraction",
+                  static_cast<long long>(max_ctx), static_cast<double>(per_slot) / 1e6, kv_memory_fraction_,
+                  static_cast<long long>(fits));
+    throw Error(msg);
+  }
+  n_slots = agreed;
   throw_if(
       [&]() -> Status {
         TESSERA_CUDA_TRY(cudaStreamSynchronize(stream_));
@@ -398,20 +511,27 @@ Status CudaRunner::run_layers(const Scratch& s, int64_t n, Attend&& attend) {
   return Status::success();
 }
 
-// rows_normed: [B, hidden] final-normed rows → host logits [B, vocab] (fp32 out of cuBLAS, never rounded to the
-// storage dtype). Under TP each rank's [B, block] block is gathered to rank 0.
-Status CudaRunner::logits(const Scratch& s, const void* rows_normed, int64_t B, std::vector<float>& out) {
+// rows_normed: [B, hidden] final-normed rows → this rank's logits_local [B, block] (fp32 out of cuBLAS, never
+// rounded to the storage dtype; columns past the shard are zero under TP).
+Status CudaRunner::lm_head(const Scratch& s, const void* rows_normed, int64_t B) {
   const auto& c = config_;
-  const int size = tp_->size();
   const float alpha = 1.f, beta = 0.f;
   const cudaDataType_t t = cuda_type(dtype_);
-  if (size > 1) TESSERA_CUDA_TRY(cudaMemsetAsync(s.logits_local, 0, B * s.block * sizeof(float), stream_));
+  if (tp_->size() > 1) TESSERA_CUDA_TRY(cudaMemsetAsync(s.logits_local, 0, B * s.block * sizeof(float), stream_));
   // Column-major: logitsᵀ[vocab_local, B] (leading dimension block) = out_matrix[vocab_local, hidden] · rowsᵀ.
   TESSERA_CUBLAS_TRY(cublasGemmEx(static_cast<cublasHandle_t>(cublas_), CUBLAS_OP_T, CUBLAS_OP_N,
                                   static_cast<int>(vocab_local_), static_cast<int>(B), static_cast<int>(c.hidden),
                                   &alpha, out_matrix_, t, static_cast<int>(c.hidden), rows_normed, t,
                                   static_cast<int>(c.hidden), &beta, s.logits_local, CUDA_R_32F,
                                   static_cast<int>(s.block), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return Status::success();
+}
+
+// After lm_head(): s.logits_local ([B, block] on each rank) → host logits [B, vocab]. Under TP each rank's block
+// is gathered to rank 0.
+Status CudaRunner::logits(const Scratch& s, int64_t B, std::vector<float>& out) {
+  const auto& c = config_;
+  const int size = tp_->size();
   const bool root = tp_->rank() == 0;
   if (size == 1) {
     out.resize(static_cast<size_t>(B * c.vocab));
@@ -440,7 +560,7 @@ Status CudaRunner::logits(const Scratch& s, const void* rows_normed, int64_t B, 
 }
 
 // --- prefill / decode ------------------------------------------------------------------------------------------
-Status CudaRunner::run_prefill(const PrefillGroup& g, std::vector<float>& out) {
+Status CudaRunner::run_prefill(const PrefillGroup& g, std::vector<float>& out, const SampleJob* job) {
   const auto& c = config_;
   const int64_t B = g.n_rows(), L = g.n_cols, n = B * L;
   TESSERA_CHECK_MSG(n_slots_ > 0, "CudaRunner::configure() was not called");
@@ -476,18 +596,18 @@ Status CudaRunner::run_prefill(const PrefillGroup& g, std::vector<float>& out) {
   const size_t row_bytes = static_cast<size_t>(c.hidden) * esize_;
   TESSERA_CUDA_TRY(cudaMemcpy2DAsync(s.rows, row_bytes, at(s.h, (L - 1) * c.hidden, esize_), L * row_bytes, row_bytes,
                                      static_cast<size_t>(B), cudaMemcpyDeviceToDevice, stream_));
-  return logits(s, s.rows, B, out);
+  TESSERA_STATUS_TRY(lm_head(s, s.rows, B));
+  return job != nullptr ? sample(s, B, *job) : logits(s, B, out);
 }
 
 Status CudaRunner::run_decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
-                              const std::vector<int32_t>& positions, std::vector<float>& out) {
+                              const std::vector<int32_t>& positions, std::vector<float>& out, const SampleJob* job) {
   const auto& c = config_;
   const int64_t B = static_cast<int64_t>(tokens.size());
   TESSERA_CHECK_MSG(n_slots_ > 0, "CudaRunner::configure() was not called");
   TESSERA_CHECK(static_cast<int64_t>(slots.size()) == B && static_cast<int64_t>(positions.size()) == B);
-  const bool fast = c.head_dim == 64 || c.head_dim == 128 || c.head_dim == 256;
-  const size_t ws =
-      fast ? gpu::plan_attention_decode(B, n_heads_, n_kv_heads_, c.head_dim, max_ctx_, n_sms_).workspace_bytes : 0;
+  // Any head_dim <= 256: the plan picks the split kernel (64/128/256) or the warp-per-head one (workspace 0).
+  const size_t ws = gpu::plan_attention_decode(B, n_heads_, n_kv_heads_, c.head_dim, max_ctx_, n_sms_).workspace_bytes;
   Scratch s;
   TESSERA_STATUS_TRY(ensure_scratch(B, B, ws, s));
   // ints: ids [B], positions [B], slots [B], starts [B] (zeros), lens [B]
@@ -503,19 +623,25 @@ Status CudaRunner::run_decode(const std::vector<int32_t>& tokens, const std::vec
   }
   TESSERA_CUDA_TRY(
       cudaMemcpyAsync(s.ints, ints.data(), ints.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
-  TESSERA_STATUS_TRY(embed(s, B));
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   const int32_t *slots_dev = s.ints + 2 * B, *starts_dev = s.ints + 3 * B, *lens_dev = s.ints + 4 * B;
-  TESSERA_STATUS_TRY(run_layers(s, B, [&](int64_t l) {
-    if (fast)
+  // Everything from the embedding to the logits reads its inputs from s.ints (uploaded above) and writes to
+  // fixed scratch addresses: one CUDA graph per batch size can replay it.
+  auto forward = [&]() -> Status {
+    TESSERA_STATUS_TRY(embed(s, B));
+    TESSERA_STATUS_TRY(run_layers(s, B, [&](int64_t l) {
       return gpu::attention_decode(s.qkv, qkv_cols_, k_cache(l), v_cache(l), slots_dev, starts_dev, lens_dev, s.attn, B,
                                    n_heads_, n_kv_heads_, c.head_dim, max_ctx_, scale, s.workspace, s.workspace_bytes,
                                    dtype_, stream_);
-    return gpu::attention_decode_generic(s.qkv, qkv_cols_, k_cache(l), v_cache(l), slots_dev, starts_dev, lens_dev,
-                                         s.attn, B, n_heads_, n_kv_heads_, c.head_dim, max_ctx_, scale, dtype_,
-                                         stream_);
-  }));
-  return logits(s, s.h, B, out);  // decode rows are h's rows 0 … B−1
+    }));
+    return lm_head(s, s.h, B);  // decode rows are h's rows 0 … B−1
+  };
+  if (cuda_graphs_ && tp_->size() == 1) {
+    TESSERA_STATUS_TRY(replay_decode_graph(B, forward));
+  } else {
+    TESSERA_STATUS_TRY(forward());
+  }
+  return job != nullptr ? sample(s, B, *job) : logits(s, B, out);
 }
 
 std::vector<float> CudaRunner::prefill(const PrefillGroup& group) {
@@ -529,6 +655,119 @@ std::vector<float> CudaRunner::decode(const std::vector<int32_t>& tokens, const 
   std::vector<float> out;
   throw_if(run_decode(tokens, slots, positions, out), "decode");
   return out;
+}
+
+// --- sampling on the device ----------------------------------------------------------------------------------
+// rows_normed → logits on the device (under TP: gathered to rank 0 and laid out as [B, vocab] there) →
+// gpu::sample_tokens → one SampleOut per row back to the host. The [B, vocab] logits never leave the device.
+Status CudaRunner::sample(const Scratch& s, int64_t B, const SampleJob& job) {
+  const int64_t V = config_.vocab;
+  const int size = tp_->size();
+  const bool root = tp_->rank() == 0;
+  TESSERA_CHECK(static_cast<int64_t>(job.rows.size()) == B);
+  if (size > 1) tp_->gather(s.logits_local, root ? s.logits_all : nullptr, B * s.block, parallel::ElemType::kF32, 0);
+  job.results->clear();
+  if (!root) {
+    TESSERA_CUDA_TRY(cudaStreamSynchronize(stream_));
+    return Status::success();
+  }
+  // The inputs, staged on the host in the device layout: params [B], then offsets [B + 1], tokens, counts (the
+  // generated tokens of the rows whose penalties are non-zero, CSR).
+  std::vector<gpu::SampleParams> params(static_cast<size_t>(B));
+  std::vector<int32_t> offsets{0}, tokens, counts;
+  for (int64_t b = 0; b < B; ++b) {
+    const SampleRequest& r = job.rows[static_cast<size_t>(b)];
+    const sampler::SamplingParams& p = *r.params;
+    params[static_cast<size_t>(b)] = device_sample_params(p, r.step);
+    if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+      for (const auto& [t, n] : *r.counts) {
+        if (n > 0) tokens.push_back(t), counts.push_back(n);
+      }
+    }
+    offsets.push_back(static_cast<int32_t>(tokens.size()));
+  }
+  const bool penalties = !tokens.empty();
+  const size_t params_bytes = params.size() * sizeof(gpu::SampleParams);
+  std::vector<int32_t> ints = offsets;
+  ints.insert(ints.end(), tokens.begin(), tokens.end());
+  ints.insert(ints.end(), counts.begin(), counts.end());
+  const size_t ws_bytes = penalties ? gpu::sample_workspace_bytes(B, V) : 0;
+  const size_t sizes[] = {size > 1 ? static_cast<size_t>(B * V) * sizeof(float) : 0,  // logits [B, V] (TP > 1)
+                          params_bytes + ints.size() * sizeof(int32_t),               // params | ints
+                          static_cast<size_t>(B) * sizeof(gpu::SampleOut),            // out
+                          ws_bytes};                                                  // penalty bitmaps
+  size_t total = 0;
+  for (size_t b : sizes) total += DeviceArena::round_up(std::max<size_t>(b, 1));
+  if (total > sampling_.capacity()) {
+    TESSERA_CUDA_TRY(cudaStreamSynchronize(stream_));
+    TESSERA_STATUS_TRY(sampling_.reserve(total + total / 4));
+  }
+  sampling_.reset();
+  void* p[std::size(sizes)];
+  for (size_t i = 0; i < std::size(sizes); ++i) p[i] = sampling_.take(std::max<size_t>(sizes[i], 1));
+  const float* logits_dev = s.logits_local;  // TP = 1: [B, block = vocab]
+  if (size > 1) {
+    float* all = static_cast<float*>(p[0]);
+    for (int r = 0; r < size; ++r) {
+      const int64_t v0 = std::min<int64_t>(r * s.block, V), v1 = std::min<int64_t>((r + 1) * s.block, V);
+      if (v1 <= v0) continue;
+      TESSERA_CUDA_TRY(cudaMemcpy2DAsync(
+          all + v0, static_cast<size_t>(V) * sizeof(float), s.logits_all + static_cast<int64_t>(r) * B * s.block,
+          static_cast<size_t>(s.block) * sizeof(float), static_cast<size_t>(v1 - v0) * sizeof(float),
+          static_cast<size_t>(B), cudaMemcpyDeviceToDevice, stream_));
+    }
+    logits_dev = all;
+  }
+  std::vector<unsigned char> staged(params_bytes + ints.size() * sizeof(int32_t));
+  std::memcpy(staged.data(), params.data(), params_bytes);
+  std::memcpy(staged.data() + params_bytes, ints.data(), ints.size() * sizeof(int32_t));
+  TESSERA_CUDA_TRY(cudaMemcpyAsync(p[1], staged.data(), staged.size(), cudaMemcpyHostToDevice, stream_));
+  const auto* params_dev = static_cast<const gpu::SampleParams*>(p[1]);
+  const auto* ints_dev = reinterpret_cast<const int32_t*>(static_cast<const char*>(p[1]) + params_bytes);
+  const int32_t* offsets_dev = ints_dev;
+  const int32_t* tokens_dev = ints_dev + offsets.size();
+  const int32_t* counts_dev = tokens_dev + tokens.size();
+  auto* out_dev = static_cast<gpu::SampleOut*>(p[2]);
+  TESSERA_STATUS_TRY(gpu::sample_tokens(logits_dev, B, V, params_dev, penalties ? offsets_dev : nullptr,
+                                        penalties ? tokens_dev : nullptr, penalties ? counts_dev : nullptr,
+                                        penalties ? p[3] : nullptr, ws_bytes, out_dev, stream_));
+  std::vector<gpu::SampleOut> out(static_cast<size_t>(B));
+  TESSERA_CUDA_TRY(
+      cudaMemcpyAsync(out.data(), out_dev, out.size() * sizeof(gpu::SampleOut), cudaMemcpyDeviceToHost, stream_));
+  TESSERA_CUDA_TRY(cudaStreamSynchronize(stream_));
+  job.results->reserve(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const gpu::SampleOut& o = out[static_cast<size_t>(b)];
+    if (o.error != gpu::SampleError::kNone) return Status::error(gpu::sample_error_text(o, b));
+    sampler::SampleResult r;
+    r.token = o.token;
+    r.logprob = o.logprob;
+    for (int32_t i = 0; i < o.n_top; ++i) r.top_logprobs.emplace_back(o.top_ids[i], o.top_logprobs[i]);
+    job.results->push_back(std::move(r));
+  }
+  return Status::success();
+}
+
+std::vector<sampler::SampleResult> CudaRunner::prefill_and_sample(const PrefillGroup& group,
+                                                                  std::span<const SampleRequest> rows) {
+  if (!device_sampling_) return ModelRunner::prefill_and_sample(group, rows);
+  std::vector<float> unused;
+  std::vector<sampler::SampleResult> results;
+  const SampleJob job{rows, &results};
+  throw_if(run_prefill(group, unused, &job), "prefill");
+  return results;
+}
+
+std::vector<sampler::SampleResult> CudaRunner::decode_and_sample(const std::vector<int32_t>& tokens,
+                                                                 const std::vector<int32_t>& slots,
+                                                                 const std::vector<int32_t>& positions,
+                                                                 std::span<const SampleRequest> rows) {
+  if (!device_sampling_) return ModelRunner::decode_and_sample(tokens, slots, positions, rows);
+  std::vector<float> unused;
+  std::vector<sampler::SampleResult> results;
+  const SampleJob job{rows, &results};
+  throw_if(run_decode(tokens, slots, positions, unused, &job), "decode");
+  return results;
 }
 
 std::unique_ptr<ModelRunner> make_cuda_runner(model::ModelWeights weights, DType dtype, parallel::Communicator* tp) {

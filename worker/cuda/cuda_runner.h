@@ -4,13 +4,16 @@
 // BF16 / F16: fp32 accumulation, for speed), a Communicator over *device* buffers (NCCL) when TP > 1.
 // Out: prefill() / decode() return host fp32 logits [B, vocab] on TP rank 0, exactly as the CPU Transformer:
 // the same ops in the same order (fused residual norms, RoPE, KV write, attention, two all-reduces per layer,
-// vocabulary-parallel embedding, logits gathered to rank 0).
+// vocabulary-parallel embedding, logits gathered to rank 0). prefill_and_sample() / decode_and_sample() sample
+// on the device instead (kernels/cuda sample_tokens over the gathered logits, TP rank 0 only): only one
+// SampleOut per row crosses PCIe, never the [B, vocab] logits.
 // Precision: the residual stream is fp32 in every mode (fused fp32 add + norm, kernels/cuda's *_mixed ops);
 // the matmul inputs and outputs, the KV cache and the normalized activations are in the storage dtype.
 // Memory: the weights in one device arena (one cudaMalloc, uploaded once), the activations in one scratch
-// arena (one cudaMalloc, re-made only when a larger group arrives), the KV cache in one pool (one cudaMalloc
-// per configure()). No managed memory. All work runs on one stream (its own, or the caller's so that an NCCL
-// communicator can share it); each call synchronizes once, on the logits copy.
+// arena (one cudaMalloc, re-made only when a larger group arrives; the sampler's buffers likewise in their own),
+// the KV cache in one pool (one cudaMalloc per configure()). No managed memory. All work runs on one stream (its
+// own, or the caller's so that an NCCL communicator can share it); each call synchronizes once, on the logits (or
+// the sampled rows') copy.
 // Errors: every CUDA / cuBLAS call is checked where it happens; a failure throws tessera::Error with the
 // expression, file and line. Not thread-safe: one engine loop drives a runner.
 #pragma once
@@ -18,7 +21,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/cuda/cuda_ops.h"
@@ -67,6 +73,20 @@ class CudaRunner final : public ModelRunner {
   std::vector<float> prefill(const PrefillGroup& group) override;
   std::vector<float> decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
                             const std::vector<int32_t>& positions) override;
+  // Sampling next to the logits (gpu::sample_tokens): only the tokens and logprobs are copied to the host. On by
+  // default; off, these copy the logits to the host and run worker/sampler.h (ModelRunner's default).
+  bool samples_on_device() const override { return device_sampling_; }
+  void set_device_sampling(bool on) { device_sampling_ = on; }
+  // Decode steps through CUDA graphs (one per batch size, captured on the second step of that size, replayed
+  // after; TP = 1 only: at TP > 1 the steps run eagerly). Off unless set (backend.cuda_graphs).
+  void set_cuda_graphs(bool on);
+  uint64_t cuda_graph_replays() const { return graph_replays_; }
+  std::vector<sampler::SampleResult> prefill_and_sample(const PrefillGroup& group,
+                                                        std::span<const SampleRequest> rows) override;
+  std::vector<sampler::SampleResult> decode_and_sample(const std::vector<int32_t>& tokens,
+                                                       const std::vector<int32_t>& slots,
+                                                       const std::vector<int32_t>& positions,
+                                                       std::span<const SampleRequest> rows) override;
 
   gpu::DType dtype() const { return dtype_; }
   cudaStream_t stream() const { return stream_; }
@@ -75,6 +95,9 @@ class CudaRunner final : public ModelRunner {
   // The largest n_slots whose KV cache (max_ctx tokens each) fits in `fraction` of the device's free memory
   // now, counting the cache configure() would free first. For sizing the pool from a config fraction.
   int64_t max_slots_fitting(double fraction, int64_t max_ctx) const;
+  // configure() allocates min(n_slots, the slots fitting in this fraction of the free memory) slots, agreed
+  // across TP ranks (the smallest count). (0, 1]; 0.9 unless set (backend.kv_memory_fraction).
+  void set_kv_memory_fraction(double fraction);
 
  private:
   struct LayerPtrs {
@@ -82,19 +105,31 @@ class CudaRunner final : public ModelRunner {
                *bo = nullptr, *ffn_norm_w = nullptr, *ffn_norm_b = nullptr, *w_up = nullptr, *b_up = nullptr,
                *w_down = nullptr, *b_down = nullptr;
   };
-  struct Scratch;  // this call's activation pointers
+  struct Scratch;     // this call's activation pointers
+  struct SampleJob {  // run_prefill / run_decode sample on the device instead of returning logits
+    std::span<const SampleRequest> rows;
+    std::vector<sampler::SampleResult>* results;
+  };
 
   gpu::Status upload(const model::ModelWeights& w);
   gpu::Status ensure_scratch(int64_t n_rows, int64_t n_out, size_t workspace_bytes, Scratch& s);
-  gpu::Status run_prefill(const PrefillGroup& g, std::vector<float>& out);
+  gpu::Status run_prefill(const PrefillGroup& g, std::vector<float>& out, const SampleJob* job = nullptr);
   gpu::Status run_decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
-                         const std::vector<int32_t>& positions, std::vector<float>& out);
+                         const std::vector<int32_t>& positions, std::vector<float>& out,
+                         const SampleJob* job = nullptr);
   template <typename Attend>
   gpu::Status run_layers(const Scratch& s, int64_t n, Attend&& attend);
   gpu::Status embed(const Scratch& s, int64_t n);
-  gpu::Status all_reduce(void* buf, int64_t count, bool f32 = false);  // f32: an fp32 buffer, else dtype
-  gpu::Status logits(const Scratch& s, const void* rows_normed, int64_t B, std::vector<float>& out);
+  gpu::Status all_reduce(void* buf, int64_t count, bool f32 = false);         // f32: an fp32 buffer, else dtype
+  gpu::Status lm_head(const Scratch& s, const void* rows_normed, int64_t B);  // → s.logits_local
+  // After lm_head: s.logits_local → host logits [B, vocab] (gathered to rank 0), or the device sampler's results.
+  gpu::Status logits(const Scratch& s, int64_t B, std::vector<float>& out);
+  gpu::Status sample(const Scratch& s, int64_t B, const SampleJob& job);
+  // Runs `forward` (the decode step up to the logits, enqueued on stream_) through the CUDA graph of batch size B.
+  gpu::Status replay_decode_graph(int64_t B, const std::function<gpu::Status()>& forward);
+  void drop_decode_graphs();
   std::vector<int32_t> local_ids(const int32_t* tokens, int64_t n) const;
+  int64_t agree_on_slots(int64_t n);  // the smallest n over the TP ranks (collective)
   void* k_cache(int64_t l) const;
   void* v_cache(int64_t l) const;
 
@@ -117,8 +152,30 @@ class CudaRunner final : public ModelRunner {
 
   DeviceArena scratch_;
   DeviceArena kv_;
+  DeviceArena sampling_;  // the sampler's inputs, outputs and workspace (re-made only when a larger call arrives)
+  bool device_sampling_ = true;
+  // CUDA graphs of the decode step, one per batch size (TP = 1).
+  struct GraphKey {
+    const void* scratch = nullptr;
+    size_t scratch_bytes = 0;
+    const void* kv = nullptr;
+    int64_t n_slots = 0, max_ctx = 0;
+    bool operator==(const GraphKey& o) const {
+      return scratch == o.scratch && scratch_bytes == o.scratch_bytes && kv == o.kv && n_slots == o.n_slots &&
+             max_ctx == o.max_ctx;
+    }
+  };
+  struct DecodeGraph {
+    GraphKey key;
+    cudaGraphExec_t exec = nullptr;
+  };
+  bool cuda_graphs_ = false;
+  std::unordered_map<int64_t, DecodeGraph> decode_graphs_;
+  std::unordered_map<int64_t, GraphKey> graph_warm_;  // the key each batch size last ran eagerly with
+  uint64_t graph_replays_ = 0;
   int64_t n_slots_ = 0, max_ctx_ = 0;
   size_t kv_bytes_ = 0;
+  double kv_memory_fraction_ = 0.9;
 };
 
 // The ModelRunner the engine drives, for `--backend cuda`.

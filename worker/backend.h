@@ -1,0 +1,69 @@
+// worker/backend.h — which engine runs the model: the CPU Transformer or the CUDA runner (`--backend`,
+// `backend.kind`), and loading a model onto it.
+//
+// In: a model path, BackendOptions (kind auto | cpu | cuda, the GPU storage dtype, the KV memory fraction), this
+// process's tensor-parallel rank and size, the host communicator between the TP ranks (MPI; nullptr at TP = 1),
+// a factory for the device communicator (NCCL) and this worker's index among the workers on its node.
+// Out: a LoadedModel: a ModelRunner the Engine drives, plus what it owns (weights, stream, communicator).
+// Rules:
+// - auto picks cuda when this build has the CUDA backend and a device is visible, else cpu; cuda without one is
+//   an error that says which (not built with CUDA / no device visible, with the runtime's reason).
+// - The CPU backend computes in fp32 whatever backend.dtype says; dtype is the GPU storage type (fp32 is the
+//   check mode, close to the CPU engine; bf16 / fp16 with fp32 accumulation for speed).
+// - A CUDA worker uses device (local_index mod devices visible): one GPU per worker process, in node order.
+// - At TP > 1 the CUDA runner's collectives go through the device communicator (NCCL); the CPU runner's
+//   through the host one (MPI).
+// Errors: tessera::Error naming the option and the bad value ("backend.kind must be auto, cpu or cuda, got
+// 'gpu'"), a model file problem (from the loaders), or a CUDA failure with the call, file and line.
+// Thread-safety: load_model is not reentrant over one device; the LoadedModel is driven by one engine loop.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "parallel/communicator.h"
+#include "worker/model_runner.h"
+
+namespace tessera::worker {
+
+struct BackendOptions {
+  std::string kind = "auto";        // auto | cpu | cuda
+  std::string dtype = "bf16";       // bf16 | fp16 | fp32 (GPU storage type)
+  double kv_memory_fraction = 0.9;  // (0, 1]: the share of free device memory the KV pool may take
+  bool cuda_graphs = false;         // decode steps as CUDA graphs (CudaRunner::set_cuda_graphs)
+  void validate() const;  // throws tessera::Error naming the key: "backend.kind must be auto, cpu or cuda, ..."
+};
+
+bool cuda_compiled();  // this build has the CUDA backend
+// CUDA devices visible to this process; 0 when there are none or the build has no CUDA (`why` says which).
+int cuda_device_count(std::string* why = nullptr);
+// "cpu" or "cuda" for options.kind; throws when cuda is asked for and cannot run here.
+std::string resolve_backend(const BackendOptions& options);
+
+class LoadedModel {
+ public:
+  virtual ~LoadedModel() = default;
+  virtual ModelRunner& runner() = 0;
+  virtual const std::string& backend() const = 0;     // "cpu" | "cuda"
+  virtual std::string describe() const = 0;           // for the logs: device, dtype, weight bytes
+  virtual double weight_bytes() const = 0;            // this rank's weights as stored by the backend
+  virtual parallel::Communicator* collectives() = 0;  // the TP communicator the runner uses (null at TP 1)
+};
+
+// Makes the device communicator of a CUDA worker at TP > 1: (device, stream as cudaStream_t) → NCCL over the
+// workers' MPI communicator. Empty: the build has no NCCL (then CUDA at TP > 1 is an error).
+using DeviceCommFactory = std::function<std::unique_ptr<parallel::Communicator>(int device, void* stream)>;
+
+struct LoadRequest {
+  std::string path;
+  BackendOptions options;
+  int tp_rank = 0, tp_size = 1;
+  parallel::Communicator* host_comm = nullptr;  // MPI between the TP ranks (nullptr at TP 1)
+  DeviceCommFactory device_comm;
+  int local_index = 0;  // this worker's index among the workers on its node
+};
+
+std::unique_ptr<LoadedModel> load_model(const LoadRequest& request);
+
+}  // namespace tessera::worker

@@ -14,11 +14,15 @@ mkdir -p "$build_dir"
 bash scripts/build.sh -DTESSERA_PYTHON="$python" -DTESSERA_DEFAULT_MODEL="$model"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
-# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (engine-only build, no CUDA: the
-# sanitizers watch our host code). TESSERA_SANITIZERS=0 skips this stage.
-if [[ "${TESSERA_SANITIZERS:-1}" == 1 && $# -eq 0 ]]; then
-  asan_dir="$build_dir-asan"
-  TESSERA_BUILD_DIR="$asan_dir" BUILD_TARGETS="test_cpu_ops test_model_files test_sampler test_sharding test_tokenizer" \
+# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (no CUDA: the sanitizers watch our host
+# code), and, after the main run, the HTTP server's tests against a sanitized `tessera`. TESSERA_SANITIZERS=0 skips
+# both.
+sanitize=0
+[[ "${TESSERA_SANITIZERS:-1}" == 1 && $# -eq 0 ]] && sanitize=1
+asan_dir="$build_dir-asan"
+if [[ $sanitize == 1 ]]; then
+  TESSERA_BUILD_DIR="$asan_dir" \
+    BUILD_TARGETS="test_cpu_ops test_model_files test_sampler test_sharding test_tokenizer tessera" \
     bash scripts/build.sh -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTESSERA_CUDA=OFF -DTESSERA_SANITIZE=address,undefined \
     -DTESSERA_PYTHON="$python"
   (cd "$asan_dir" && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
@@ -27,3 +31,15 @@ fi
 
 cd "$build_dir"
 ctest --output-on-failure --timeout 1500 -j "$(nproc)" "$@"
+
+if [[ $sanitize == 1 ]]; then
+  # The serving tests (real sockets, streaming, disconnects, 64 concurrent streams, SIGTERM) against the sanitized
+  # binary: the asynchronous HTTP code under ASan + UBSan. No leak check here: LeakSanitizer's scan at a server's
+  # exit once outlasted the tests' 60 s shutdown bound on this 2-core VM (a SIGTERM test and a tiny-model shutdown
+  # both timed out with it, both pass without); the unit stage checks leaks.
+  # The TP = 3 case is left to the main run: Open MPI's own code is not instrumented.
+  echo "== tests/serve against the ASan + UBSan build of tessera"
+  TESSERA_BIN="$asan_dir/tessera" TESSERA_ORACLES="$build_dir/tests/e2e/oracles" TESSERA_DEFAULT_MODEL="$model" \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=0 \
+    "$python" -m pytest -q -p no:cacheprovider "$repo_root/tests/serve/test_serve.py" -k "not mpirun"
+fi

@@ -19,7 +19,7 @@ class CpuModel final : public LoadedModel {
   CpuModel(const LoadRequest& r)
       : model_(model::load_weights(r.path, r.tp_rank, r.tp_size), r.host_comm), runner_(model_), comm_(r.host_comm) {}
   ModelRunner& runner() override { return runner_; }
-  const std::string& backend() const override { return name_; }
+  std::string backend() const override { return "cpu"; }
   std::string describe() const override {
     char buf[96];
     std::snprintf(buf, sizeof buf, "cpu backend, fp32, %.0f MB of weights", weight_bytes() / 1e6);
@@ -32,7 +32,6 @@ class CpuModel final : public LoadedModel {
   Transformer model_;
   CpuRunner runner_;
   parallel::Communicator* comm_;
-  std::string name_ = "cpu";
 };
 
 }  // namespace

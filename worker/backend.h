@@ -45,7 +45,7 @@ class LoadedModel {
  public:
   virtual ~LoadedModel() = default;
   virtual ModelRunner& runner() = 0;
-  virtual const std::string& backend() const = 0;     // "cpu" | "cuda"
+  virtual std::string backend() const = 0;            // "cpu" | "cuda"
   virtual std::string describe() const = 0;           // for the logs: device, dtype, weight bytes
   virtual double weight_bytes() const = 0;            // this rank's weights as stored by the backend
   virtual parallel::Communicator* collectives() = 0;  // the TP communicator the runner uses (null at TP 1)

@@ -91,18 +91,19 @@ int main(int argc, char** argv) {
       auto logits = runner->prefill(worker::PrefillGroup::make(prompts, slots));
       const auto t1 = std::chrono::steady_clock::now();
       std::vector<int32_t> last(static_cast<size_t>(B)), pos(static_cast<size_t>(B), static_cast<int32_t>(P));
-      for (int64_t b = 0; b < B; ++b)
-        last[b] = static_cast<int32_t>(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
-                                       (logits.begin() + b * V));
+      auto argmax_rows = [&] {  // host greedy over the copied logits
+        for (int64_t b = 0; b < B; ++b)
+          last[b] = static_cast<int32_t>(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
+                                         (logits.begin() + b * V));
+      };
+      argmax_rows();
       for (int64_t step = 1; step < n_new; ++step) {
         if (device_sampling) {
           const auto picked = runner->decode_and_sample(last, slots, pos, rows);
           for (int64_t b = 0; b < B; ++b) last[b] = picked[static_cast<size_t>(b)].token;
         } else {
           logits = runner->decode(last, slots, pos);
-          for (int64_t b = 0; b < B; ++b)
-            last[b] = static_cast<int32_t>(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
-                                           (logits.begin() + b * V));
+          argmax_rows();
         }
         for (auto& p : pos) ++p;
       }

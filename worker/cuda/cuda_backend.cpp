@@ -52,7 +52,7 @@ int select_device(int local_index) {
 class CudaModel final : public LoadedModel {
  public:
   explicit CudaModel(const LoadRequest& r)
-      : device_(select_device(r.local_index)), dtype_(parse_dtype(r.options.dtype)), graphs_(r.options.cuda_graphs) {
+      : device_(select_device(r.local_index)), dtype_(parse_dtype(r.options.dtype)) {
     cudaDeviceProp prop{};
     TESSERA_BACKEND_CUDA(cudaGetDeviceProperties(&prop, device_));
     device_name_ = prop.name;
@@ -68,12 +68,12 @@ class CudaModel final : public LoadedModel {
     runner_->set_cuda_graphs(r.options.cuda_graphs);
   }
   ModelRunner& runner() override { return *runner_; }
-  const std::string& backend() const override { return name_; }
+  std::string backend() const override { return "cuda"; }
   std::string describe() const override {
     char buf[256];
     std::snprintf(buf, sizeof buf, "cuda backend, device %d (%s), %s storage, %.0f MB of weights%s", device_,
                   device_name_.c_str(), gpu::dtype_name(dtype_), weight_bytes() / 1e6,
-                  graphs_ ? ", decode as CUDA graphs" : "");
+                  runner_->cuda_graphs() ? ", decode as CUDA graphs" : "");
     return buf;
   }
   double weight_bytes() const override { return static_cast<double>(runner_->weight_bytes()); }
@@ -82,8 +82,7 @@ class CudaModel final : public LoadedModel {
  private:
   int device_;
   gpu::DType dtype_;
-  bool graphs_;
-  std::string device_name_, name_ = "cuda";
+  std::string device_name_;
   Stream stream_;  // declared before comm_ and runner_: destroyed after them
   std::unique_ptr<parallel::Communicator> comm_;
   std::unique_ptr<CudaRunner> runner_;
@@ -96,7 +95,7 @@ int cuda_devices_visible(std::string* why) {
   const cudaError_t err = cudaGetDeviceCount(&n);
   if (err != cudaSuccess) {
     if (why) *why = std::string("no CUDA device is usable: ") + cudaGetErrorString(err);
-    cudaGetLastError();  // clear the sticky-free error so that later calls are not confused
+    (void)cudaGetLastError();  // not sticky: clear it so that a later launch check does not report it
     return 0;
   }
   if (n == 0 && why) *why = "no CUDA device is visible";

@@ -161,6 +161,7 @@ void CudaRunner::set_cuda_graphs(bool on) {
 
 void CudaRunner::drop_decode_graphs() {
   for (auto& [b, g] : decode_graphs_) {
+    if (g.exec == nullptr) continue;
     const cudaError_t err = cudaGraphExecDestroy(g.exec);
     if (err != cudaSuccess)
       std::fprintf(stderr, "%s\n", gpu::cuda_error_text(err, "cudaGraphExecDestroy", __FILE__, __LINE__).c_str());
@@ -177,37 +178,28 @@ void CudaRunner::drop_decode_graphs() {
 // before and reads the logits after).
 Status CudaRunner::replay_decode_graph(int64_t B, const std::function<Status()>& forward) {
   const GraphKey key{scratch_.base(), scratch_.capacity(), kv_.base(), n_slots_, max_ctx_};
-  auto it = decode_graphs_.find(B);
-  if (it != decode_graphs_.end() && it->second.key == key) {
-    TESSERA_CUDA_TRY(cudaGraphLaunch(it->second.exec, stream_));
-    ++graph_replays_;
-    return Status::success();
-  }
-  if (it != decode_graphs_.end()) {
-    TESSERA_CUDA_TRY(cudaGraphExecDestroy(it->second.exec));
-    decode_graphs_.erase(it);
-  }
-  auto& seen = graph_warm_[B];
-  if (!(seen == key)) {  // first call with these addresses: eager
-    seen = key;
+  DecodeGraph& g = decode_graphs_[B];
+  if (!(g.key == key)) {  // first call with these addresses (or stale ones): drop the old graph, run eagerly
+    if (g.exec != nullptr) TESSERA_CUDA_TRY(cudaGraphExecDestroy(g.exec));
+    g = DecodeGraph{key, nullptr};
     return forward();
   }
-  cudaGraph_t graph = nullptr;
-  TESSERA_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
-  const Status captured = forward();
-  const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
-  if (!captured.ok() || end != cudaSuccess) {
-    if (graph != nullptr) cudaGraphDestroy(graph);
-    (void)cudaGetLastError();  // the capture's error is reported below, not left for the next launch check
-    if (!captured.ok()) return captured;
-    TESSERA_CUDA_TRY(end);
+  if (g.exec == nullptr) {  // second call: capture
+    cudaGraph_t graph = nullptr;
+    TESSERA_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+    const Status captured = forward();
+    const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+    if (!captured.ok() || end != cudaSuccess) {
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      (void)cudaGetLastError();  // the capture's error is reported here, not left for the next launch check
+      if (!captured.ok()) return captured;
+      TESSERA_CUDA_TRY(end);
+    }
+    const cudaError_t inst = cudaGraphInstantiate(&g.exec, graph, 0);
+    TESSERA_CUDA_TRY(cudaGraphDestroy(graph));
+    TESSERA_CUDA_TRY(inst);
   }
-  cudaGraphExec_t exec = nullptr;
-  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
-  TESSERA_CUDA_TRY(cudaGraphDestroy(graph));
-  TESSERA_CUDA_TRY(inst);
-  decode_graphs_[B] = DecodeGraph{key, exec};
-  TESSERA_CUDA_TRY(cudaGraphLaunch(exec, stream_));
+  TESSERA_CUDA_TRY(cudaGraphLaunch(g.exec, stream_));
   ++graph_replays_;
   return Status::success();
 }

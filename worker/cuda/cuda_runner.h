@@ -80,6 +80,7 @@ class CudaRunner final : public ModelRunner {
   // Decode steps through CUDA graphs (one per batch size, captured on the second step of that size, replayed
   // after; TP = 1 only: at TP > 1 the steps run eagerly). Off unless set (backend.cuda_graphs).
   void set_cuda_graphs(bool on);
+  bool cuda_graphs() const { return cuda_graphs_; }
   uint64_t cuda_graph_replays() const { return graph_replays_; }
   std::vector<sampler::SampleResult> prefill_and_sample(const PrefillGroup& group,
                                                         std::span<const SampleRequest> rows) override;
@@ -165,13 +166,12 @@ class CudaRunner final : public ModelRunner {
              max_ctx == o.max_ctx;
     }
   };
-  struct DecodeGraph {
+  struct DecodeGraph {  // per batch size: the key it last ran with; exec once captured (its second call)
     GraphKey key;
     cudaGraphExec_t exec = nullptr;
   };
   bool cuda_graphs_ = false;
   std::unordered_map<int64_t, DecodeGraph> decode_graphs_;
-  std::unordered_map<int64_t, GraphKey> graph_warm_;  // the key each batch size last ran eagerly with
   uint64_t graph_replays_ = 0;
   int64_t n_slots_ = 0, max_ctx_ = 0;
   size_t kv_bytes_ = 0;

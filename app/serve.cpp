@@ -190,6 +190,7 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   ao.limits.default_max_tokens = cfg.scheduler.default_max_tokens;
   ao.limits.max_n = std::min(cfg.scheduler.max_n, n_slots);
   ao.api_key = cfg.server.api_key;
+  ao.public_routes = cfg.server.public_routes;
   ao.request_timeout_s = cfg.server.request_timeout_s;
   ao.max_body_bytes = cfg.server.max_body_bytes;
   ao.serve_metrics = cfg.metrics.enabled;
@@ -205,6 +206,7 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   ho.port = cfg.server.port;
   ho.threads = cfg.server.threads;
   ho.max_body_bytes = cfg.server.max_body_bytes;
+  ho.idle_timeout_s = cfg.server.idle_timeout_s;
   coordinator::http::Server server(ho, api.handler());
   server.start();
   spdlog::info("serving '{}' (TP {}, {} slots of {} tokens) on http://{}:{}", name, cluster.dispatcher->tp_size(),

@@ -19,7 +19,7 @@
 namespace tessera::coordinator {
 namespace {
 
-using Member = std::variant<std::string*, int*, int64_t*, double*, bool*>;
+using Member = std::variant<std::string*, int*, int64_t*, double*, bool*, std::vector<std::string>*>;
 
 struct Field {
   std::string key;  // "server.port"
@@ -40,9 +40,11 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"server.port", &c.server.port},
       {"server.threads", &c.server.threads},
       {"server.api_key", &c.server.api_key},
+      {"server.public_routes", &c.server.public_routes},
       {"server.max_body_bytes", &c.server.max_body_bytes},
       {"server.request_timeout_s", &c.server.request_timeout_s},
       {"server.drain_timeout_s", &c.server.drain_timeout_s},
+      {"server.idle_timeout_s", &c.server.idle_timeout_s},
       {"scheduler.max_waiting", &c.scheduler.max_waiting},
       {"scheduler.max_running", &c.scheduler.max_running},
       {"scheduler.max_ctx", &c.scheduler.max_ctx},
@@ -93,6 +95,31 @@ bool parse_bool(std::string s, bool* out) {
   return true;
 }
 
+// "[a, b]" (a YAML flow sequence) or "a,b"; "" and "[]" are the empty list.
+bool parse_list(const std::string& s, std::vector<std::string>* out) {
+  out->clear();
+  if (!s.empty() && s.front() == '[') {
+    try {
+      const YAML::Node n = YAML::Load(s);
+      if (!n.IsSequence()) return false;
+      for (const auto& item : n) {
+        if (!item.IsScalar()) return false;
+        out->push_back(item.Scalar());
+      }
+    } catch (const YAML::Exception&) {
+      return false;
+    }
+    return true;
+  }
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) {
+    const size_t b = item.find_first_not_of(' '), e = item.find_last_not_of(' ');
+    if (b == std::string::npos) return false;
+    out->push_back(item.substr(b, e - b + 1));
+  }
+  return true;
+}
+
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
@@ -130,6 +157,9 @@ class Loader {
           using T = std::remove_pointer_t<decltype(p)>;
           if constexpr (std::is_same_v<T, std::string>) {
             *p = is_null ? "" : value;
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            if (!is_null && !parse_list(value, p)) bad("a list such as [/health, /ready]");
+            if (is_null) p->clear();
           } else if constexpr (std::is_same_v<T, bool>) {
             if (is_null || !parse_bool(value, p)) bad("true or false");
           } else if constexpr (std::is_same_v<T, double>) {
@@ -139,6 +169,21 @@ class Loader {
           }
         },
         f->member);
+  }
+
+  // A YAML sequence from the file.
+  void set_list(const std::string& key, const YAML::Node& seq, const Origin& origin) {
+    const Field* f = find(key);
+    if (f == nullptr) fail_unknown(key, origin);
+    auto* p = std::get_if<std::vector<std::string>*>(&f->member);
+    if (p == nullptr)
+      throw Error(origin.prefix() + key + ": must be a single value, not a list or a mapping" + origin.suffix());
+    origins_[key] = origin;
+    (*p)->clear();
+    for (const auto& item : seq) {
+      if (!item.IsScalar()) throw Error(origin.prefix() + key + ": must be a list of strings" + origin.suffix());
+      (*p)->push_back(item.Scalar());
+    }
   }
 
   [[noreturn]] void fail_unknown(const std::string& key, const Origin& origin) const {
@@ -198,6 +243,9 @@ class Loader {
     in_range("server.threads", c.server.threads, 1, 256);
     in_range("server.max_body_bytes", c.server.max_body_bytes, int64_t{1024}, int64_t{1} << 30);
     positive("server.request_timeout_s", c.server.request_timeout_s);
+    for (const std::string& r : c.server.public_routes)
+      one_of("server.public_routes", r, {"/health", "/ready", "/metrics", "/v1/models", "/tokenize", "/detokenize"});
+    positive("server.idle_timeout_s", c.server.idle_timeout_s);
     if (c.server.drain_timeout_s < 0)
       fail("server.drain_timeout_s", "must be >= 0, got " + format_double(c.server.drain_timeout_s));
     in_range("scheduler.max_waiting", c.scheduler.max_waiting, 1, 1000000);
@@ -263,7 +311,11 @@ void load_file(Loader& loader, const std::string& path) {
       const std::string key = name + "." + scalar_of(kv.first);
       const Origin here{path, kv.first.Mark().line + 1};
       if (!seen.insert(key).second) throw Error(here.prefix() + "duplicate key '" + key + "'" + here.suffix());
-      if (kv.second.IsMap() || kv.second.IsSequence()) {
+      if (kv.second.IsSequence()) {
+        loader.set_list(key, kv.second, here);
+        continue;
+      }
+      if (kv.second.IsMap()) {
         // An unknown key is the likelier mistake; report that first.
         loader.check_known(key, here);
         throw Error(here.prefix() + key + ": must be a single value, not a list or a mapping" + here.suffix());
@@ -317,6 +369,10 @@ std::string dump_serve_config(const ServeConfig& config) {
           using T = std::remove_pointer_t<decltype(p)>;
           if constexpr (std::is_same_v<T, std::string>) {
             out << YAML::DoubleQuoted << *p;
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            out << YAML::Flow << YAML::BeginSeq;
+            for (const auto& item : *p) out << YAML::DoubleQuoted << item;
+            out << YAML::EndSeq;
           } else if constexpr (std::is_same_v<T, bool>) {
             out << (*p ? "true" : "false");
           } else if constexpr (std::is_same_v<T, double>) {

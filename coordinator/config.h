@@ -5,6 +5,8 @@
 // Out: a validated ServeConfig. Every key has a default (below; deploy/examples/cluster.yaml documents each);
 // an unknown key at any level, a value of the wrong type, out of range, or inconsistent with another key
 // (max_prompt_tokens > max_ctx, ...) throws tessera::Error naming the file (or "--set") and the key.
+// A list key (server.public_routes) is a YAML sequence in the file; in an override, "[a, b]" or "a,b" ("" or
+// "[]" for none).
 // Overrides are applied after the file, so they win.
 // Thread-safety: pure functions; a ServeConfig is a plain value.
 #pragma once
@@ -34,11 +36,14 @@ struct ServeConfig {
   struct {
     std::string host = "127.0.0.1";
     int port = 8000;
-    int threads = 4;                   // HTTP I/O threads
-    std::string api_key;               // "" → no authentication
+    int threads = 4;      // HTTP I/O threads
+    std::string api_key;  // "" → no authentication
+    // Routes that need no API key when api_key is set; every other route needs it.
+    std::vector<std::string> public_routes = {"/health", "/ready", "/metrics"};
     int64_t max_body_bytes = 1 << 20;  // larger bodies → 413
     double request_timeout_s = 600;    // per request, from arrival; then it is aborted
     double drain_timeout_s = 30;       // SIGTERM: in-flight requests get this long to finish
+    double idle_timeout_s = 60;        // a request must arrive whole this long after the connection is idle (408)
   } server;
   struct {
     int max_waiting = 256;           // queue bound; full → 429 + Retry-After

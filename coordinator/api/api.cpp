@@ -1,6 +1,8 @@
 // coordinator/api/api.cpp — routing, authentication, and the ex_wrapper around every route.
 #include "coordinator/api/api.h"
 
+#include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -19,13 +21,17 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 http::HttpResponse json_response(const json& j, int status = 200) { return {status, "application/json", dump(j), {}}; }
 
-json parse_body(const std::string& body) {
-  if (body.empty()) throw ApiError(ErrorKind::kInvalid, "the request body is empty: send a JSON object");
-  try {
-    return json::parse(body);
-  } catch (const json::parse_error& e) {
-    throw ApiError(ErrorKind::kInvalid, std::string("malformed JSON in the request body: ") + e.what());
-  }
+// RFC 7235: the scheme is case-insensitive, then one or more spaces, then the credentials.
+bool bearer_matches(std::string_view header, const std::string& key) {
+  constexpr std::string_view kScheme = "bearer";
+  if (header.size() <= kScheme.size()) return false;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != kScheme[i]) return false;
+  header.remove_prefix(kScheme.size());
+  if (header.front() != ' ') return false;
+  while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+  while (!header.empty() && header.back() == ' ') header.remove_suffix(1);
+  return header == key;
 }
 
 std::string random_hex() {
@@ -71,6 +77,7 @@ void Api::count(const std::string& route, int status) const {
 void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
   std::string route = "other";
   try {
+    if (req.error_status != 0) throw from_framing_status(req.error_status, req.error_message);
     const Route* found = nullptr;
     bool path_known = false;
     for (const Route& r : kRoutes) {
@@ -82,15 +89,13 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
     if (!path_known) throw ApiError(ErrorKind::kNotFound, "no route " + req.method + " " + req.path);
     route = req.path;
     if (!found) throw ApiError(ErrorKind::kMethodNotAllowed, "method " + req.method + " is not allowed on " + req.path);
-    if (!options_.api_key.empty() && req.path.starts_with("/v1/")) {
+    const auto& open = options_.public_routes;
+    if (!options_.api_key.empty() && std::find(open.begin(), open.end(), req.path) == open.end()) {
       if (req.authorization.empty())
         throw ApiError(ErrorKind::kUnauthorized, "missing API key: send 'Authorization: Bearer <key>'");
-      if (req.authorization != "Bearer " + options_.api_key)
+      if (!bearer_matches(req.authorization, options_.api_key))
         throw ApiError(ErrorKind::kUnauthorized, "incorrect API key provided");
     }
-    if (req.body_too_large)
-      throw ApiError(ErrorKind::kTooLarge,
-                     "the request body exceeds the limit of " + std::to_string(options_.max_body_bytes) + " bytes");
 
     http::HttpResponse r;
     if (req.path == "/v1/completions" || req.path == "/v1/chat/completions") {
@@ -137,7 +142,7 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
 void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::Exchange>& ex, bool chat,
                       const std::string& route) {
   if (draining_.load()) throw ApiError(ErrorKind::kUnavailable, "the server is shutting down (draining)");
-  const json body = parse_body(req.body);
+  const json body = parse_request_body(req.body);
   CompletionParams p = parse_completion(body, chat, options_.limits, tokenizer_);
 
   stream::JobOptions jo;
@@ -208,11 +213,11 @@ http::HttpResponse Api::models() const {
 }
 
 http::HttpResponse Api::tokenize(const std::string& body_text) const {
-  const json body = parse_body(body_text);
+  const json body = parse_request_body(body_text);
   if (!body.is_object()) throw ApiError(ErrorKind::kInvalid, "the request body must be a JSON object");
   if (!tokenizer_) throw ApiError(ErrorKind::kInvalid, "this model has no tokenizer");
   if (auto m = body.find("model"); m != body.end() && !m->is_null() && *m != options_.limits.model_name)
-    throw ApiError(ErrorKind::kModelNotFound, "The model '" + m->dump() + "' does not exist", "model");
+    throw ApiError(ErrorKind::kModelNotFound, "The model " + describe_value(*m) + " does not exist", "model");
   std::vector<int32_t> ids;
   auto add_special = body.find("add_special_tokens");
   if (add_special != body.end() && !add_special->is_boolean())
@@ -235,7 +240,7 @@ http::HttpResponse Api::tokenize(const std::string& body_text) const {
 }
 
 http::HttpResponse Api::detokenize(const std::string& body_text) const {
-  const json body = parse_body(body_text);
+  const json body = parse_request_body(body_text);
   if (!body.is_object()) throw ApiError(ErrorKind::kInvalid, "the request body must be a JSON object");
   if (!tokenizer_) throw ApiError(ErrorKind::kInvalid, "this model has no tokenizer");
   auto tokens = body.find("tokens");
@@ -246,7 +251,7 @@ http::HttpResponse Api::detokenize(const std::string& body_text) const {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= options_.limits.vocab)
       throw ApiError(
           ErrorKind::kInvalid,
-          "'tokens': " + v.dump() + " is not a token id in [0, " + std::to_string(options_.limits.vocab) + ")",
+          "'tokens': " + describe_value(v) + " is not a token id in [0, " + std::to_string(options_.limits.vocab) + ")",
           "tokens");
     ids.push_back(v.get<int32_t>());
   }

@@ -3,7 +3,10 @@
 // Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize,
 // GET /health, GET /ready, GET /metrics. Api::handle is the ex_wrapper: every failure of every route ends in
 // errors.h's to_response(), the one place that picks HTTP codes (unknown route 404, wrong method 405, API key
-// 401, body too large 413, bad JSON or field 400, unknown model 404, queue full 429, draining 503, bug 500).
+// 401, body too large 413, bad JSON or field 400, unknown model 404, queue full 429, draining 503, bug 500; and
+// for a request the HTTP layer could not read, its status: 400, 408, 413, 415, 431, 501, 505).
+// With an api_key, every route but options.public_routes needs `Authorization: Bearer <key>` (the scheme in any
+// case, RFC 7235).
 // Completions are handed to the scheduler through `submit` (Scheduler::submit in `tessera serve`); their
 // tokens come back through a stream::CompletionJob, which answers the client.
 // Thread-safety: handle() runs on any HTTP pool thread, concurrently; set_ready/begin_drain from any thread.
@@ -13,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "coordinator/api/openai_request.h"
 #include "coordinator/http/server.h"
@@ -27,7 +31,9 @@ namespace tessera::coordinator::api {
 
 struct ApiOptions {
   ApiLimits limits;
-  std::string api_key;               // "" → no authentication
+  std::string api_key;  // "" → no authentication
+  // The routes that answer without the key when api_key is set (vLLM's choice: probes and scrapers carry none).
+  std::vector<std::string> public_routes = {"/health", "/ready", "/metrics"};
   double request_timeout_s = 600;    // per-request deadline (the scheduler aborts it)
   int retry_after_s = 1;             // Retry-After of 429 / 503
   int64_t max_body_bytes = 1 << 20;  // for the 413 message (the HTTP server enforces it)

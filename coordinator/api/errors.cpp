@@ -26,8 +26,18 @@ KindInfo info(ErrorKind k) {
       return {404, "invalid_request_error", "model_not_found"};
     case ErrorKind::kMethodNotAllowed:
       return {405, "invalid_request_error", "method_not_allowed"};
+    case ErrorKind::kTimeout:
+      return {408, "invalid_request_error", "request_timeout"};
     case ErrorKind::kTooLarge:
       return {413, "invalid_request_error", "request_too_large"};
+    case ErrorKind::kUnsupportedMedia:
+      return {415, "invalid_request_error", "unsupported_media_type"};
+    case ErrorKind::kHeaderTooLarge:
+      return {431, "invalid_request_error", "header_too_large"};
+    case ErrorKind::kNotImplemented:
+      return {501, "invalid_request_error", "not_implemented"};
+    case ErrorKind::kHttpVersion:
+      return {505, "invalid_request_error", "http_version_not_supported"};
     case ErrorKind::kQueueFull:
       return {429, "rate_limit_error", "queue_full"};
     case ErrorKind::kUnavailable:
@@ -60,6 +70,25 @@ http::HttpResponse to_response(const ApiError& e, int retry_after_s) {
     r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
   if (e.kind() == ErrorKind::kUnauthorized) r.headers.emplace_back("WWW-Authenticate", "Bearer");
   return r;
+}
+
+ApiError from_framing_status(int status, const std::string& message) {
+  switch (status) {
+    case 408:
+      return ApiError(ErrorKind::kTimeout, message);
+    case 413:
+      return ApiError(ErrorKind::kTooLarge, message);
+    case 415:
+      return ApiError(ErrorKind::kUnsupportedMedia, message);
+    case 431:
+      return ApiError(ErrorKind::kHeaderTooLarge, message);
+    case 501:
+      return ApiError(ErrorKind::kNotImplemented, message);
+    case 505:
+      return ApiError(ErrorKind::kHttpVersion, message);
+    default:
+      return ApiError(ErrorKind::kInvalid, message);
+  }
 }
 
 ApiError from_submit_status(SubmitStatus status, const std::string& why) {

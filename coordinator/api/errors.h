@@ -18,7 +18,12 @@ enum class ErrorKind {
   kNotFound,          // 404: unknown route
   kModelNotFound,     // 404: `model` is not the served model
   kMethodNotAllowed,  // 405
+  kTimeout,           // 408: the request did not arrive within server.idle_timeout_s
   kTooLarge,          // 413: body over server.max_body_bytes
+  kUnsupportedMedia,  // 415: a Content-Encoding other than identity
+  kHeaderTooLarge,    // 431: a header section over 64 KiB
+  kNotImplemented,    // 501: a Transfer-Encoding other than chunked
+  kHttpVersion,       // 505: HTTP/2 or another version than 1.0 / 1.1 on the wire
   kQueueFull,         // 429 + Retry-After
   kUnavailable,       // 503 + Retry-After: draining or not ready
   kInternal,          // 500
@@ -41,6 +46,8 @@ int status_of(ErrorKind kind);
 http::HttpResponse to_response(const ApiError& error, int retry_after_s = 1);
 // The JSON body alone (also what a failed stream sends as its last event).
 std::string error_body(const ApiError& error);
+// A request the HTTP layer could not read (HttpRequest::error_status: 400, 408, 413, 415, 431, 501, 505).
+ApiError from_framing_status(int status, const std::string& message);
 // Why submit() refused → the error to answer with. kAccepted is a bug.
 ApiError from_submit_status(SubmitStatus status, const std::string& why);
 

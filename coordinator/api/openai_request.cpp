@@ -26,28 +26,28 @@ const json* field(const json& body, const char* name) {
 double number(const json& body, const char* name, double def, double lo, double hi) {
   const json* v = field(body, name);
   if (!v) return def;
-  if (!v->is_number()) bad(name, "must be a number, got " + v->dump());
+  if (!v->is_number()) bad(name, "must be a number, got " + describe_value(*v));
   const double x = v->get<double>();
   if (!std::isfinite(x) || x < lo || x > hi)
-    bad(name, "must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + v->dump());
+    bad(name, "must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + describe_value(*v));
   return x;
 }
 
 int64_t integer(const json& body, const char* name, int64_t def, int64_t lo, int64_t hi) {
   const json* v = field(body, name);
   if (!v) return def;
-  if (!v->is_number_integer()) bad(name, "must be an integer, got " + v->dump());
+  if (!v->is_number_integer()) bad(name, "must be an integer, got " + describe_value(*v));
   const int64_t x =
       v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : v->get<int64_t>();
   if (x < lo || x > hi)
-    bad(name, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
+    bad(name, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + describe_value(*v));
   return x;
 }
 
 bool boolean(const json& body, const char* name, bool def) {
   const json* v = field(body, name);
   if (!v) return def;
-  if (!v->is_boolean()) bad(name, "must be a boolean, got " + v->dump());
+  if (!v->is_boolean()) bad(name, "must be a boolean, got " + describe_value(*v));
   return v->get<bool>();
 }
 
@@ -55,11 +55,12 @@ std::vector<int32_t> token_ids(const json& list, const std::string& name, const 
   std::vector<int32_t> ids;
   ids.reserve(list.size());
   for (const json& v : list) {
-    if (!v.is_number_integer()) bad(name, "token ids must be integers, got " + v.dump());
+    if (!v.is_number_integer()) bad(name, "token ids must be integers, got " + describe_value(v));
     const int64_t id = v.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), INT64_MAX))
                                               : v.get<int64_t>();
     if (id < 0 || id >= limits.vocab)
-      bad(name, "token id " + v.dump() + " is outside the vocabulary [0, " + std::to_string(limits.vocab) + ")");
+      bad(name,
+          "token id " + describe_value(v) + " is outside the vocabulary [0, " + std::to_string(limits.vocab) + ")");
     ids.push_back(static_cast<int32_t>(id));
   }
   return ids;
@@ -77,6 +78,35 @@ std::vector<int32_t> encode_text(const std::string& text, const std::string& nam
 
 }  // namespace
 
+json parse_request_body(std::string_view body) {
+  if (body.empty()) throw ApiError(ErrorKind::kInvalid, "the request body is empty: send a JSON object");
+  // nlohmann's parser keeps its own stack; the callback stops it at the first container past the limit.
+  const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth)
+      throw ApiError(ErrorKind::kInvalid, "the request body is nested deeper than " + std::to_string(kMaxJsonDepth) +
+                                              " levels of arrays and objects");
+    return true;
+  };
+  try {
+    return json::parse(body.begin(), body.end(), limit_depth);
+  } catch (const json::parse_error& e) {
+    throw ApiError(ErrorKind::kInvalid, std::string("malformed JSON in the request body: ") + e.what());
+  }
+}
+
+std::string describe_value(const json& v) {
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    if (s.size() <= 64) return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+    return json(s.substr(0, 64)).dump(-1, ' ', false, json::error_handler_t::replace) + " (" +
+           std::to_string(s.size()) + " bytes)";
+  }
+  if (v.is_array()) return "an array of " + std::to_string(v.size()) + " elements";
+  if (v.is_object()) return "an object with " + std::to_string(v.size()) + " keys";
+  return v.dump();
+}
+
 std::vector<tokenizer::ChatMessage> parse_messages(const json& messages) {
   if (!messages.is_array() || messages.empty()) bad("messages", "must be a non-empty array of messages");
   std::vector<tokenizer::ChatMessage> out;
@@ -85,11 +115,16 @@ std::vector<tokenizer::ChatMessage> parse_messages(const json& messages) {
     const std::string where = "messages[" + std::to_string(i) + "]";
     if (!m.is_object()) bad(where, "must be an object with 'role' and 'content'");
     const json* role = field(m, "role");
-    if (!role || !role->is_string()) bad(where + ".role", "must be a string");
-    tokenizer::ChatMessage msg{role->get<std::string>(), ""};
+    if (!role || !role->is_string()) bad(where + ".role", "is required and must be a string");
+    std::string role_name = role->get<std::string>();
+    // OpenAI's "developer" is the system role of newer models; tool messages need tool support (not served).
+    if (role_name == "developer") role_name = "system";
+    if (role_name != "system" && role_name != "user" && role_name != "assistant")
+      bad(where + ".role", "must be 'system', 'developer', 'user' or 'assistant', got " + describe_value(*role));
+    tokenizer::ChatMessage msg{role_name, ""};
     const json* content = field(m, "content");
     if (!content) {
-      // An assistant message may have no content (tool calls); it renders as empty.
+      bad(where + ".content", "is required (a string or a list of text parts)");
     } else if (content->is_string()) {
       msg.content = content->get<std::string>();
     } else if (content->is_array()) {
@@ -198,7 +233,7 @@ CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& 
   p.sampling.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -2.0, 2.0));
   p.sampling.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -2.0, 2.0));
   if (const json* seed = field(body, "seed")) {
-    if (!seed->is_number_integer()) bad("seed", "must be an integer, got " + seed->dump());
+    if (!seed->is_number_integer()) bad("seed", "must be an integer, got " + describe_value(*seed));
     p.sampling.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
   } else {
     thread_local std::mt19937_64 rng{std::random_device{}()};

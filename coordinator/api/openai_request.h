@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coordinator/tokenizer/tokenizer.h"
@@ -39,6 +40,18 @@ struct CompletionParams {
   std::vector<std::string> stop;
   std::string user;
 };
+
+// The deepest nesting of arrays and objects a request body may have. Bounded so that nothing that walks a
+// parsed body (dump, copy, comparison) recurses as deep as a client likes; OpenAI bodies need a handful of levels.
+inline constexpr int kMaxJsonDepth = 64;
+
+// A request body as JSON: ApiError(kInvalid) when it is empty, malformed, or nested deeper than kMaxJsonDepth
+// (found while parsing: a deeper value is never built).
+nlohmann::json parse_request_body(std::string_view body);
+
+// A client's value as it may appear in an error message, bounded and never recursive: a scalar as JSON (a
+// string cut to 64 bytes), an array or object by its kind and size.
+std::string describe_value(const nlohmann::json& value);
 
 CompletionParams parse_completion(const nlohmann::json& body, bool chat, const ApiLimits& limits,
                                   const tokenizer::Tokenizer* tokenizer);

@@ -3,6 +3,7 @@
 // Responses are written as raw HTTP/1.1 bytes from one queue per connection (a whole response, or a header
 // followed by chunks), so a streamed answer and a plain one share the same write path. While an answer is
 // pending the socket is watched for EOF (a peek, never a read, so a pipelined request is left in place).
+// Reading a request: header (then framing.h's checks), then body, all within one idle_timeout_s timer.
 #include <utility>  // before Asio: Boost 1.74 under C++20 with g++ 12
 
 #include "coordinator/http/server.h"
@@ -18,6 +19,7 @@
 #include <optional>
 
 #include "common/check.h"
+#include "coordinator/http/framing.h"
 
 namespace tessera::coordinator::http {
 
@@ -77,25 +79,51 @@ class Session : public std::enable_shared_from_this<Session> {
   void close();
 
  private:
+  ReadLimits limits() const {
+    ReadLimits l;
+    l.max_body_bytes = impl_->options.max_body_bytes;
+    return l;
+  }
   void do_read() {
     if (closed_) return;
     parser_.emplace();
-    parser_->body_limit(static_cast<uint64_t>(std::max<int64_t>(impl_->options.max_body_bytes, 0)));
-    parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(impl_->options.idle_timeout_s * 1000)));
+    configure_parser(*parser_, limits());
+    timed_out_ = false;
+    const uint64_t gen = ++read_gen_;
+    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(impl_->options.idle_timeout_s * 1000)));
+    timer_.async_wait(net::bind_executor(
+        stream_.get_executor(), [self = shared_from_this(), gen](beast::error_code ec) { self->on_timer(ec, gen); }));
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+  void on_timer(beast::error_code ec, uint64_t gen) {
+    if (ec || closed_ || current_ || gen != read_gen_) return;  // cancelled, or the request arrived in time
+    timed_out_ = true;
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);  // the pending read completes with operation_aborted
+  }
+  void on_header(beast::error_code ec) {
+    if (closed_) return;
+    if (ec) return read_failed(ec);
+    if (auto error = check_header(*parser_, limits())) return reject(*error);
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
-
   void on_read(beast::error_code ec);
+  void read_failed(beast::error_code ec);
+  void reject(const FramingError& error);
+  void dispatch(HttpRequest req);
+
   void write_next() {
     writing_ = true;
     net::async_write(stream_, net::buffer(out_.front()),
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_write(ec); });
   }
   void on_write(beast::error_code ec) {
-    if (ec) {
-      writing_ = false;
+    writing_ = false;
+    if (ec || closed_) {
+      // close() left the queue alone while this write was in flight (its buffer is out_.front()): drop it now.
+      out_.clear();
       close();
       return;
     }
@@ -104,7 +132,6 @@ class Session : public std::enable_shared_from_this<Session> {
       write_next();
       return;
     }
-    writing_ = false;
     if (ending_) exchange_done();
   }
   void exchange_done();
@@ -113,12 +140,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   std::shared_ptr<Server::Impl> impl_;
+  net::steady_timer timer_{stream_.get_executor()};
   beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   std::deque<std::string> out_;
-  bool writing_ = false, ending_ = false, closed_ = false, keep_alive_ = true;
+  bool writing_ = false, ending_ = false, closed_ = false, keep_alive_ = true, timed_out_ = false;
   std::shared_ptr<ExchangeImpl> current_;
-  uint64_t watch_gen_ = 0;
+  uint64_t watch_gen_ = 0, read_gen_ = 0;
 };
 
 class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
@@ -197,23 +225,43 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
 
 void Session::on_read(beast::error_code ec) {
   if (closed_) return;
-  HttpRequest req;
-  if (ec == bhttp::error::body_limit) {
-    req.body_too_large = true;
-    keep_alive_ = false;  // the rest of the body is never read
-  } else if (ec) {
-    close();  // EOF, timeout or malformed HTTP
-    return;
-  } else {
-    keep_alive_ = parser_->get().keep_alive();
+  if (ec) return read_failed(ec);
+  timer_.cancel();
+  keep_alive_ = parser_->get().keep_alive();
+  dispatch(take_request(*parser_));
+}
+
+void Session::read_failed(beast::error_code ec) {
+  timer_.cancel();
+  const bool got_some = parser_ && parser_->got_some();
+  if (timed_out_) {
+    if (got_some)
+      return reject({408, "the request did not arrive within server.idle_timeout_s (" +
+                              std::to_string(impl_->options.idle_timeout_s) + " s)"});
+    return close();  // an idle keep-alive connection: nothing to answer
   }
-  const auto& msg = parser_->get();
-  req.method = std::string(msg.method_string());
-  std::string target(msg.target());
-  req.path = target.substr(0, target.find('?'));
-  if (auto it = msg.find(bhttp::field::authorization); it != msg.end()) req.authorization = std::string(it->value());
-  if (!req.body_too_large) req.body = std::move(parser_->get().body());
-  stream_.expires_never();
+  // The client went away (before a request, or inside one): nobody is left to answer.
+  if (!got_some || ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == net::error::eof ||
+      ec == net::error::connection_reset || ec == net::error::operation_aborted || ec == net::error::broken_pipe)
+    return close();
+  reject(parse_error(ec, limits()));
+}
+
+void Session::reject(const FramingError& error) {
+  timer_.cancel();
+  keep_alive_ = false;  // what follows in the socket cannot be framed any more
+  HttpRequest req;
+  if (parser_ && parser_->is_header_done()) {
+    req.method = std::string(parser_->get().method_string());
+    const beast::string_view target = parser_->get().target();
+    req.path = std::string(target.substr(0, target.find('?')));
+  }
+  req.error_status = error.status;
+  req.error_message = error.message;
+  dispatch(std::move(req));
+}
+
+void Session::dispatch(HttpRequest req) {
   ending_ = false;
   current_ = std::make_shared<ExchangeImpl>(shared_from_this(), keep_alive_);
   impl_->open.fetch_add(1);
@@ -244,9 +292,11 @@ void Session::close() {
   if (closed_) return;
   closed_ = true;
   beast::error_code ec;
+  timer_.cancel();
   stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
   stream_.close();
-  out_.clear();
+  // A write in flight still reads out_.front(): on_write drops the queue when it completes (aborted).
+  if (!writing_) out_.clear();
   if (current_) {
     current_->fire_disconnect();
     current_.reset();

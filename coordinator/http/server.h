@@ -5,12 +5,15 @@
 // Guarantees:
 //  - async, keep-alive (HTTP/1.1 default, `Connection: close` honoured), one io_context run by a fixed pool
 //    of threads; each connection is serialized on its own strand.
-//  - a body longer than max_body_bytes is not read: the handler gets the request with body_too_large set
-//    (the api layer answers 413) and the connection closes after the answer.
-//  - a client that goes away before its answer is complete (EOF or a failed write) fires the Exchange's
-//    disconnect callback exactly once, so the request behind it can be cancelled.
-// No HTTP status policy lives here beyond malformed HTTP (the connection is closed): what a route answers is
-// the api layer's business.
+//  - a malformed request (request_reader.h: bad framing 400, a header over 64 KiB 431, a body over
+//    max_body_bytes 413, an unknown Transfer-Encoding 501, Content-Encoding 415, HTTP/2 on the wire 505) and one
+//    that has not arrived whole within idle_timeout_s (408) reach the handler with `error` set, so that the api
+//    layer words the answer; the connection closes after it. A connection idle for idle_timeout_s between
+//    requests is closed without an answer.
+//  - a client that goes away before its answer is complete (EOF, a reset or a failed write) fires the Exchange's
+//    disconnect callback exactly once, so the request behind it can be cancelled; whatever was queued for it is
+//    dropped once no write is in flight.
+// The statuses above are the only HTTP policy here: what a route answers is the api layer's business.
 // Thread-safety: Server::start/stop from one thread. Exchange: every method may be called from any thread
 // (the scheduler thread streams tokens into it); calls are applied in order on the connection's strand.
 #pragma once
@@ -33,7 +36,10 @@ struct HttpRequest {
   std::string path;    // the target without its query string
   std::string body;
   std::string authorization;  // the Authorization header ("" when absent)
-  bool body_too_large = false;
+  // Set when the request could not be read (request_reader.h): the status it earns (400, 408, 413, 415, 431,
+  // 501, 505) and why. method and path are "" unless its header was read.
+  int error_status = 0;
+  std::string error_message;
 };
 
 struct HttpResponse {
@@ -65,7 +71,9 @@ struct ServerOptions {
   int port = 8000;  // 0: an ephemeral port (see Server::port())
   int threads = 4;
   int64_t max_body_bytes = 1 << 20;
-  double idle_timeout_s = 120;  // a keep-alive connection with no request for this long is closed
+  // A request must arrive whole within this many seconds of the connection becoming idle (accepted, or its last
+  // answer written): else 408 when part of it came, a silent close when nothing did.
+  double idle_timeout_s = 60;
 };
 
 class Server {

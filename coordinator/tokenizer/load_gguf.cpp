@@ -42,6 +42,9 @@ Tokenizer Tokenizer::from_gguf(const model::GgufFile& gguf) {
   d->pre_tokenizer = std::move(*pre_tokenizer);
 
   const std::vector<std::string> tokens = gguf.get_string_array("tokenizer.ggml.tokens");
+  if (static_cast<int64_t>(tokens.size()) > kMaxVocab)
+    throw key_error("tokenizer.ggml.tokens", std::to_string(tokens.size()) + " tokens, more than " +
+                                                 std::to_string(kMaxVocab) + " are not supported");
   std::vector<int64_t> types;
   if (gguf.has_key("tokenizer.ggml.token_type")) {
     types = gguf.get_int_array("tokenizer.ggml.token_type");

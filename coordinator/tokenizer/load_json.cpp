@@ -27,7 +27,7 @@ json read_json(const std::string& path) {
   ss << in.rdbuf();
   try {
     return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number past double's range
     throw Error(path + ": invalid JSON: " + e.what());
   }
 }
@@ -173,8 +173,11 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   const Node model = root.at("model");
   if (model.has("type") && model.at("type").str() != "BPE")
     model.at("type").fail("unsupported model type '" + model.at("type").str() + "' (tessera supports BPE)");
-  if (model.has("dropout") && model.at("dropout").raw().get<double>() != 0.0)
-    model.at("dropout").fail("BPE dropout is not supported");
+  if (model.has("dropout")) {
+    const Node dropout = model.at("dropout");
+    if (!dropout.raw().is_number()) dropout.fail("expected a number or null");
+    if (dropout.raw().get<double>() != 0.0) dropout.fail("BPE dropout is not supported");
+  }
   for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (model.has(k) && !model.at(k).str().empty()) model.at(k).fail("not supported for byte-level BPE");
   }
@@ -183,8 +186,10 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
   const Node vocab_node = model.at("vocab");
   vocab.reserve(vocab_node.object().size());
   for (const auto& [tok, id] : vocab_node.object().items()) {
-    if (!id.is_number_integer()) throw Error(path + ": key 'model.vocab." + tok + "': expected an integer id");
-    vocab.emplace(tok, id.get<int32_t>());
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxVocab)
+      throw Error(path + ": key 'model.vocab." + tok + "': expected an integer id in [0, " + std::to_string(kMaxVocab) +
+                  ")");
+    vocab.emplace(tok, static_cast<int32_t>(id.get<int64_t>()));
   }
 
   std::vector<std::pair<std::string, std::string>> merges;
@@ -218,7 +223,9 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& path) {
     for (size_t i = 0; i < list.array().size(); ++i) {
       const Node t = list.at(i);
       AddedToken a;
-      a.id = static_cast<int32_t>(t.at("id").integer());
+      const int64_t id = t.at("id").integer();
+      if (id < 0 || id >= kMaxVocab) t.at("id").fail("expected an id in [0, " + std::to_string(kMaxVocab) + ")");
+      a.id = static_cast<int32_t>(id);
       a.content = t.at("content").str();
       a.special = t.opt_bool("special", false);
       a.single_word = t.opt_bool("single_word", false);

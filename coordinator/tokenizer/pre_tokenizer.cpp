@@ -61,7 +61,8 @@ Regex::Regex(const std::string& pattern, bool literal, const std::string& where)
   const std::string p = literal ? pattern : harmonize_whitespace(pattern);
   int error = 0;
   PCRE2_SIZE offset = 0;
-  const uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+  // PCRE2_LITERAL refuses PCRE2_UCP ("invalid option bits"), which only changes what \d, \w, ... match anyway.
+  const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), options, &error, &offset, nullptr);
   if (!code) {
     PCRE2_UCHAR msg[256];

@@ -4,6 +4,7 @@
 // every copy of the Tokenizer.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,10 @@
 #include "coordinator/tokenizer/tokenizer.h"
 
 namespace tessera::tokenizer {
+
+// Token ids a loader accepts: [0, kMaxVocab). The by-id tables are dense, so an id is memory (a tokenizer.json
+// naming id 10^9 would ask for ~64 GB); 2^22 is 16x the largest vocabularies in use (Gemma's 262144).
+inline constexpr int64_t kMaxVocab = int64_t{1} << 22;
 
 struct TokenizerData {
   std::string source;  // the file it came from, for messages

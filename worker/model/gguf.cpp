@@ -314,15 +314,20 @@ void GgufFile::parse() {
       r.fail("dimension count " + std::to_string(n_dims) + " exceeds " + std::to_string(kMaxDims));
     }
     std::vector<int64_t> ne(n_dims);
-    int64_t numel = 1;
+    // The product of the nonzero dims must fit: then so does every partial product (numel(), cols() multiply
+    // in PyTorch order), also for an empty tensor whose other dims are huge.
+    int64_t nonzero = 1;
+    bool empty = false;
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t v = r.read<uint64_t>("a dimension");
       if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-          !detail::mul_nonneg(numel, static_cast<int64_t>(v), &numel)) {
+          !detail::mul_nonneg(nonzero, v == 0 ? 1 : static_cast<int64_t>(v), &nonzero)) {
         r.fail("dimension " + std::to_string(d) + " = " + std::to_string(v) + " makes the element count overflow");
       }
+      empty = empty || v == 0;
       ne[d] = static_cast<int64_t>(v);
     }
+    const int64_t numel = empty ? 0 : nonzero;
     const uint32_t type_id = r.read<uint32_t>("the tensor type");
     if (!dtype_from_ggml(type_id, &t.info.dtype)) {
       throw Error("unsupported tensor type " + std::to_string(type_id) + " (" + ggml_type_name(type_id) +

@@ -201,15 +201,19 @@ void SafetensorsFile::parse() {
     }
     const std::string dtype = entry["dtype"].get<std::string>();
     std::vector<int64_t> shape;
-    int64_t numel = 1;
+    // The product of the nonzero dims must fit, so that cols() of an empty tensor ([0, 2^40, 2^40]) fits too.
+    int64_t nonzero = 1;
+    bool empty = false;
     for (const json& d : entry["shape"]) {
       int64_t v;
       if (!json_index(d, &v)) throw Error(where + "shape " + entry["shape"].dump() + " has an invalid dimension");
-      if (!detail::mul_nonneg(numel, v, &numel)) {
+      if (!detail::mul_nonneg(nonzero, v == 0 ? 1 : v, &nonzero)) {
         throw Error(where + "shape " + entry["shape"].dump() + " overflows the element count");
       }
+      empty = empty || v == 0;
       shape.push_back(v);
     }
+    const int64_t numel = empty ? 0 : nonzero;
     int64_t begin, end;
     if (!json_index(entry["data_offsets"][0], &begin) || !json_index(entry["data_offsets"][1], &end) || begin > end) {
       throw Error(where + "invalid data_offsets " + entry["data_offsets"].dump());

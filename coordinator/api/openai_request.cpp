@@ -90,7 +90,7 @@ json parse_request_body(std::string_view body) {
   };
   try {
     return json::parse(body.begin(), body.end(), limit_depth);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number past double's range (1e400)
     throw ApiError(ErrorKind::kInvalid, std::string("malformed JSON in the request body: ") + e.what());
   }
 }
@@ -153,7 +153,7 @@ CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& 
     if (m->get<std::string>() != limits.model_name)
       throw ApiError(
           ErrorKind::kModelNotFound,
-          "The model '" + m->get<std::string>() + "' does not exist; this server serves '" + limits.model_name + "'",
+          "The model " + describe_value(*m) + " does not exist; this server serves '" + limits.model_name + "'",
           "model");
   }
 

@@ -85,8 +85,7 @@ HttpRequest take_request(RequestParser& parser) {
 ReadOutcome read_request(std::string_view bytes, const ReadLimits& limits) {
   ReadOutcome out;
   RequestParser parser;
-  configure_parser(parser, limits);
-  parser.eager(true);
+  configure_parser(parser, limits);  // not eager until the header is checked: the server's order (header first)
   beast::error_code ec;
   bool checked = false;
   while (!parser.is_done()) {
@@ -108,6 +107,7 @@ ReadOutcome read_request(std::string_view bytes, const ReadLimits& limits) {
     if (!checked && parser.is_header_done()) {
       checked = true;
       if ((out.error = check_header(parser, limits))) return out;
+      parser.eager(true);
     }
   }
   out.keep_alive = parser.get().keep_alive();

@@ -117,7 +117,8 @@ Tokenizer Tokenizer::from_model_path(const std::string& path) {
     const auto gguf = model::GgufFile::open(path);
     return from_gguf(*gguf);
   }
-  return from_tokenizer_json(path);
+  if (fs::path(path).extension() == ".json") return from_tokenizer_json(path);
+  throw Error(path + ": not a GGUF file (bad magic), not a tokenizer .json and not a Hugging Face model directory");
 }
 
 }  // namespace tessera::tokenizer

@@ -5,94 +5,28 @@ tiny oracle model (llama_gqa_untied: vocab 256, no tokenizer, token-id prompts);
 OpenAI-shaped body; 64 concurrent streams that must equal their solo greedy tokens; a disconnect that frees
 its slot; /metrics parsed strictly and its counters added up; SIGTERM drain; TP = 3 under mpirun.
 
-Environment (set by ctest): TESSERA_BIN, TESSERA_ORACLES, TESSERA_DEFAULT_MODEL (optional).
+Environment (set by ctest): TESSERA_BIN, TESSERA_ORACLES, TESSERA_DEFAULT_MODEL (optional). `Served` and the
+parsers live in served.py (shared with test_hostile.py and test_soak.py).
 """
 import concurrent.futures
 import http.client
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 import requests
 
-BIN = os.environ.get("TESSERA_BIN", "")
-ORACLES = os.environ.get("TESSERA_ORACLES", "")
-SMOL = os.environ.get("TESSERA_DEFAULT_MODEL", "")
-TINY = os.path.join(ORACLES, "llama_gqa_untied") if ORACLES else ""
-MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none"]
-ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1", TESSERA_LOG_LEVEL="warn")
+from served import BIN, ORACLES, SMOL, TINY, Served, assert_openai_error, metric_sum, sse_events
+
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 pytestmark = pytest.mark.skipif(not BIN, reason="TESSERA_BIN is not set")
 needs_smol = pytest.mark.skipif(not SMOL, reason="TESSERA_DEFAULT_MODEL is not set")
 needs_tiny = pytest.mark.skipif(not ORACLES, reason="TESSERA_ORACLES is not set")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """One `tessera serve` process; stopped with SIGTERM."""
-
-    def __init__(self, model, *args, tp=0, ready_timeout=180):
-        self.port = free_port()
-        self.tp = tp
-        cmd = ([] if tp == 0 else MPIRUN + ["-np", str(tp + 1)]) + [
-            BIN, "serve", "--model", model, "--host", "127.0.0.1", "--port", str(self.port), *args]
-        if tp:
-            cmd += ["--tp", str(tp)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode(errors="replace")
-            try:
-                if requests.get(self.url + "/ready", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError("server did not become ready")
-
-    def post(self, path, body, **kw):
-        return requests.post(self.url + path, json=body, timeout=kw.pop("timeout", 300), **kw)
-
-    def metrics(self):
-        r = requests.get(self.url + "/metrics", timeout=10)
-        assert r.status_code == 200
-        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        return parse_exposition(r.text)
-
-    def coordinator_pid(self):
-        """Under mpirun: the world-rank-0 process (mpirun itself would forward SIGTERM to every rank)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
-        for pid in map(int, out):
-            try:
-                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if b"OMPI_COMM_WORLD_RANK=0" in env:
-                return pid
-        return self.proc.pid
-
-    def stop(self, timeout=60):
-        if self.proc.poll() is None:
-            os.kill(self.coordinator_pid() if self.tp else self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
 
 
 @pytest.fixture(scope="module")
@@ -112,65 +46,6 @@ def tiny():
                "scheduler.max_waiting=128")
     yield s
     assert s.stop() == 0
-
-
-# --- a strict little Prometheus text-format (0.0.4) parser --------------------------------------------------
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)( \d+)?$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
-
-
-def parse_exposition(text):
-    """{(name, frozenset(labels)): value}; raises on any line that is not valid exposition."""
-    samples, types = {}, {}
-    assert text.endswith("\n")
-    for line in text.splitlines():
-        if not line:
-            continue
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
-            types[name] = kind
-            continue
-        assert not line.startswith("#"), line
-        m = _SAMPLE.match(line)
-        assert m, f"bad sample line: {line!r}"
-        labels, rest = {}, m.group(3) or ""
-        while rest:
-            lm = _LABEL.match(rest)
-            assert lm, f"bad labels in {line!r}"
-            labels[lm.group(1)] = lm.group(2)
-            rest = rest[lm.end():]
-        value = float(m.group(4))  # accepts +Inf / NaN spellings Python knows
-        key = (m.group(1), frozenset(labels.items()))
-        assert key not in samples, f"duplicate sample {line!r}"
-        samples[key] = value
-        base = re.sub(r"_(bucket|sum|count|total)$", "", m.group(1))
-        assert m.group(1) in types or base in types, f"sample without TYPE: {line!r}"
-    return samples
-
-
-def metric_sum(samples, name, **want):
-    return sum(v for (n, labels), v in samples.items()
-               if n == name and all((k, str(x)) in labels for k, x in want.items()))
-
-
-def sse_events(resp):
-    """The data payloads of an SSE response (requests with stream=True)."""
-    out = []
-    for line in resp.iter_lines():
-        if line.startswith(b"data: "):
-            out.append(line[6:].decode())
-    return out
-
-
-def assert_openai_error(r, status):
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert isinstance(err["message"], str) and err["message"]
-    assert isinstance(err["type"], str) and "code" in err
-    return err
 
 
 # --- SmolLM2 -------------------------------------------------------------------------------------------------

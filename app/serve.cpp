@@ -23,6 +23,7 @@
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "monitoring/metrics.h"
+#include "parallel/lifeline.h"
 
 namespace tessera::app {
 namespace {
@@ -56,8 +57,8 @@ class SignalWatcher {
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGINT, &sa, &old_int_);
     thread_ = std::thread([this] { loop(); });
   }
   ~SignalWatcher() {
@@ -71,8 +72,8 @@ class SignalWatcher {
     (void)n;
     thread_.join();
     if (drain_.joinable()) drain_.join();
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
+    sigaction(SIGTERM, &old_term_, nullptr);  // main's: a signal during the shutdown stops MPI waits
+    sigaction(SIGINT, &old_int_, nullptr);
     g_signal_pipe = -1;
     ::close(fds_[0]);
     ::close(fds_[1]);
@@ -110,6 +111,8 @@ class SignalWatcher {
   coordinator::Scheduler& scheduler_;
   double drain_timeout_s_;
   int fds_[2] = {-1, -1};
+  struct sigaction old_term_ {
+  }, old_int_{};
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
@@ -215,17 +218,29 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   std::optional<Error> failure;
   {
     SignalWatcher watcher(api, scheduler, cfg.server.drain_timeout_s);
+    // A worker that dies while the scheduler idles (a step in flight notices by itself): not ready, and every
+    // request in flight or waiting ends with an error now, not when mpirun's SIGTERM arrives.
+    parallel::on_peer_death([&api, &scheduler](const std::string& why) {
+      api.fail(why);
+      scheduler.fail(why);
+    });
     api.set_ready(true);
     try {
       scheduler.run();  // returns after a drain or stop()
     } catch (const Error& e) {
       failure = e;
+      api.fail(e.what());
     }
+    parallel::on_peer_death(nullptr);
     api.set_ready(false);
   }
   if (failure) {
     spdlog::error("the cluster failed: {}", failure->what());
-    server.stop(1.0);  // the in-flight answers (errors) go out first
+    // Half a second more of listening, so that probes and load balancers read a 503 naming the failure rather
+    // than a refused connection, and the in-flight error answers go out; then exit non-zero (main ends the
+    // MPI job), well before mpirun's own SIGTERM (about 1 s after a rank's death) and SIGKILL (2 s).
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    server.stop(0.5);
     throw *failure;
   }
   shutdown_cluster(topo, cluster);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "common/check.h"
+#include "parallel/lifeline.h"
 
 namespace tessera::parallel {
 
@@ -26,11 +27,13 @@ Topology bootstrap(int* argc, char*** argv) {
   // Every rank takes part in the split; the coordinator gets MPI_COMM_NULL back.
   const int color = t.world_rank == 0 ? MPI_UNDEFINED : 1;
   if (MPI_Comm_split(t.world, color, t.world_rank, &t.tensor) != MPI_SUCCESS) throw Error("MPI_Comm_split failed");
+  start_lifelines(t.world, t.world_rank, t.world_size);
   return t;
 }
 
 void finalize(Topology& t) {
   if (!t.mpi) return;
+  close_lifelines();  // a clean exit: not a death
   if (t.tensor != MPI_COMM_NULL) MPI_Comm_free(&t.tensor);
   MPI_Finalize();
   t.mpi = false;

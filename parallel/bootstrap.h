@@ -22,9 +22,10 @@ struct Topology {
 
 // True when the environment says an MPI launcher started this process.
 bool launched_by_mpi();
-// Initializes MPI (funneled: only the thread that calls these uses MPI) when launched by mpirun.
+// Initializes MPI (funneled: only the thread that calls these uses MPI) when launched by mpirun, and the
+// lifelines between the coordinator and each worker (parallel/lifeline.h).
 Topology bootstrap(int* argc, char*** argv);
-// Finalizes MPI if it was initialized.
+// Says goodbye on the lifelines and finalizes MPI, if it was initialized.
 void finalize(Topology& topology);
 // Ends every rank of the job with `code` (MPI_Abort), or exits when MPI is not in use.
 [[noreturn]] void abort_job(const Topology& topology, int code);

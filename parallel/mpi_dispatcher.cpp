@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/check.h"
+#include "parallel/lifeline.h"
 
 namespace tessera::parallel {
 namespace {
@@ -31,6 +32,7 @@ void wait(MPI_Request& req, const std::string& what, double timeout_s) {
     check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what.c_str());
     if (done) return;
     if (g_stop.load(std::memory_order_relaxed)) throw Error("stopped by a signal while waiting for " + what);
+    if (std::string dead = dead_peer(); !dead.empty()) throw Error(dead + " while waiting for " + what);
     if (timeout_s > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s)
       throw Error("no answer within " + std::to_string(static_cast<int>(timeout_s)) + " s while waiting for " + what);
     std::this_thread::sleep_for(sleep);

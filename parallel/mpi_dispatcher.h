@@ -3,8 +3,8 @@
 // Coordinator: MpiDispatcher::run broadcasts the encoded plan (size, then bytes) and receives TP rank 0's
 // result. Workers: receive_plan / send_result. Every wait polls a non-blocking request and sleeps between
 // polls (backing off to 0.5 ms), so neither an idle worker nor the coordinator spins a core in MPI while the
-// workers compute. A wait gives up with tessera::Error when the step timeout passes or a termination signal
-// arrived (see request_stop), naming what it waited for.
+// workers compute. A wait gives up with tessera::Error when the step timeout passes, a termination signal
+// arrived (see request_stop) or a rank died (parallel/lifeline.h), naming what it waited for.
 #pragma once
 
 #include <mpi.h>

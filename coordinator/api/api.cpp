@@ -65,6 +65,15 @@ void Api::set_ready(bool ready) {
   if (metrics_) metrics_->set_ready(ready && !draining_.load());
 }
 
+void Api::fail(const std::string& why) {
+  {
+    std::lock_guard lock(failure_mu_);
+    failure_ = why;
+  }
+  failed_.store(true);
+  set_ready(false);
+}
+
 void Api::begin_drain() {
   draining_.store(true);
   if (metrics_) metrics_->set_ready(false);
@@ -104,6 +113,10 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
     } else if (req.path == "/health") {
       r = json_response({{"status", "ok"}});
     } else if (req.path == "/ready") {
+      if (failed_.load()) {
+        std::lock_guard lock(failure_mu_);
+        throw ApiError(ErrorKind::kUnavailable, "the cluster failed: " + failure_);
+      }
       if (draining_.load()) throw ApiError(ErrorKind::kUnavailable, "draining: the server is shutting down");
       if (!ready_.load()) throw ApiError(ErrorKind::kUnavailable, "not ready: the cluster is starting");
       r = json_response({{"status", "ready"}});

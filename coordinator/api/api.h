@@ -15,6 +15,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -52,8 +53,9 @@ class Api {
     return [this](http::HttpRequest r, std::shared_ptr<http::Exchange> ex) { handle(std::move(r), std::move(ex)); };
   }
 
-  void set_ready(bool ready);  // GET /ready; the scheduler is running and the cluster answers
-  void begin_drain();          // SIGTERM: /ready 503, new completions 503 + Retry-After
+  void set_ready(bool ready);         // GET /ready; the scheduler is running and the cluster answers
+  void begin_drain();                 // SIGTERM: /ready 503, new completions 503 + Retry-After
+  void fail(const std::string& why);  // the cluster failed (a rank died): /ready 503 naming why, for good
   bool draining() const { return draining_.load(); }
 
  private:
@@ -68,7 +70,9 @@ class Api {
   const tokenizer::Tokenizer* tokenizer_;
   SubmitFn submit_;
   monitoring::Metrics* metrics_;
-  std::atomic<bool> ready_{false}, draining_{false};
+  std::atomic<bool> ready_{false}, draining_{false}, failed_{false};
+  mutable std::mutex failure_mu_;  // guards failure_
+  std::string failure_;
   std::atomic<uint64_t> next_id_{1};
   int64_t created_;
 };

@@ -129,6 +129,16 @@ void Scheduler::stop() {
   cv_.notify_one();
 }
 
+void Scheduler::fail(const std::string& message) {
+  {
+    std::lock_guard lk(mu_);
+    if (failed_) return;
+    failed_ = true;
+    failure_ = message;
+  }
+  cv_.notify_one();
+}
+
 SchedulerStats Scheduler::stats() const {
   std::lock_guard lk(mu_);
   return stats_;
@@ -166,7 +176,15 @@ void Scheduler::run() {
     {
       std::unique_lock lk(mu_);
       // Wakes for new requests, drain and stop; with sequences running it never waits (each step is work).
-      cv_.wait(lk, [&] { return stopping_ || draining_ || !waiting_.empty() || !running_.empty(); });
+      cv_.wait(lk, [&] { return failed_ || stopping_ || draining_ || !waiting_.empty() || !running_.empty(); });
+      if (failed_) {  // fail(): the cluster is gone, nothing more is sent to it
+        const std::string failure = failure_;
+        lk.unlock();
+        pending_release_.clear();
+        finish_all(FinishReason::kError, failure);
+        publish();
+        throw Error(failure);
+      }
       if (stopping_) {
         lk.unlock();
         finish_all(FinishReason::kAbort, "the scheduler was stopped");

@@ -79,6 +79,9 @@ class Scheduler {
   void run();
   void begin_drain();
   void stop();
+  // The cluster failed outside a step (a rank died while the scheduler idles; parallel/lifeline.h): run()
+  // finishes every request with kError and throws tessera::Error(message); submit() refuses from now on.
+  void fail(const std::string& message);
   SchedulerStats stats() const;
 
  private:

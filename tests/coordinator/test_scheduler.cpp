@@ -286,5 +286,67 @@ TEST(SchedulerSteps, ClusterFailureFinishesEveryRequestWithErrorAndRethrows) {
   EXPECT_NE(why.find("rank 2 died"), std::string::npos) << why;
 }
 
+// Scheduler::fail (a rank died, noticed by its lifeline): an idle run() wakes and throws; a running one
+// finishes its requests with kError at the next step and sends the cluster nothing more.
+TEST(SchedulerSteps, FailWakesAnIdleRunAndRefusesNewRequests) {
+  ScriptedDispatcher d;
+  Scheduler s(d, {.n_slots = 2, .max_ctx = 64}, nullptr);
+  std::string thrown;
+  std::thread runner([&] {
+    try {
+      s.run();
+    } catch (const Error& e) {
+      thrown = e.what();
+    }
+  });
+  for (;;) {  // configured: run() is waiting for work
+    {
+      std::lock_guard lk(d.mu);
+      if (!d.plans.empty()) break;
+    }
+    std::this_thread::yield();
+  }
+  s.fail("world rank 2 (tensor-parallel rank 1) died (test)");
+  runner.join();
+  EXPECT_EQ(thrown, "world rank 2 (tensor-parallel rank 1) died (test)");
+  std::string why;
+  auto late = make_request(3, 4);
+  late->sink = std::make_shared<SimpleSink>(1);
+  EXPECT_EQ(s.submit(late, &why), SubmitStatus::kDraining);
+  EXPECT_NE(why.find("world rank 2"), std::string::npos) << why;
+}
+
+class FailingSink final : public RequestSink {  // calls fail() from its third token (on the run() thread)
+ public:
+  explicit FailingSink(Scheduler& s) : s_(s) {}
+  void on_token(const TokenEvent&) override {
+    if (++tokens == 3) s_.fail("rank died (test)");
+  }
+  void on_finish(int32_t, FinishReason r, const std::string& m) override {
+    ++finishes;
+    reason = r;
+    message = m;
+  }
+  Scheduler& s_;
+  int tokens = 0, finishes = 0;
+  FinishReason reason = FinishReason::kLength;
+  std::string message;
+};
+
+TEST(SchedulerSteps, FailFinishesRunningRequestsWithErrorAtTheNextStep) {
+  ScriptedDispatcher d;
+  Scheduler s(d, {.n_slots = 2, .max_ctx = 64}, nullptr);
+  auto r = make_request(1, 4, 50);
+  auto sink = std::make_shared<FailingSink>(s);
+  r->sink = sink;
+  ASSERT_EQ(s.submit(r, nullptr), SubmitStatus::kAccepted);
+  EXPECT_THROW(s.run(), Error);
+  EXPECT_EQ(sink->tokens, 3);
+  EXPECT_EQ(sink->finishes, 1);
+  EXPECT_EQ(sink->reason, FinishReason::kError);
+  EXPECT_EQ(sink->message, "rank died (test)");
+  EXPECT_EQ(d.plans.size(), 4u);  // configure + 3 steps; nothing after the failure (not even the release)
+}
+
 }  // namespace
 }  // namespace tessera::coordinator

@@ -195,7 +195,6 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   ao.api_key = cfg.server.api_key;
   ao.public_routes = cfg.server.public_routes;
   ao.request_timeout_s = cfg.server.request_timeout_s;
-  ao.max_body_bytes = cfg.server.max_body_bytes;
   ao.serve_metrics = cfg.metrics.enabled;
   coordinator::api::Api api(
       ao, tok ? &*tok : nullptr,

@@ -2,7 +2,9 @@
 //
 // The api layer turns a JSON body into a Request (prompt ids, limits, sampling, n, stop ids) and submits it;
 // the scheduler runs it in the batch and reports every sampled token and every finished sequence through the
-// request's RequestSink, from the scheduler thread. The sink must not block (the HTTP side queues and wakes
+// request's RequestSink, from the scheduler thread. The scheduler decides every finish reason: stop (a stop id,
+// or a stop string the sink reported as on_token's verdict), length, abort (cancelled, timed out, stopped),
+// error (the cluster failed). The sink must not block (the HTTP side queues and wakes
 // its connection). A client that disconnects calls cancel(): the scheduler frees the request's slots at the
 // next step and finishes it with reason "abort".
 // Thread-safety: Request is immutable after submit() except `cancelled_`, which any thread may set.
@@ -31,11 +33,15 @@ struct TokenEvent {
 enum class FinishReason { kStop, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error"
 
+// What the sink saw in a token: kStop when its text completed a stop string (the scheduler then finishes the
+// sequence with kStop at once — frees its slot, counts it as "stop" — whatever its siblings do).
+enum class TokenVerdict { kContinue, kStop };
+
 class RequestSink {
  public:
   virtual ~RequestSink() = default;
-  virtual void on_token(const TokenEvent& ev) = 0;
-  // Once per sequence. `message` is set for kError.
+  virtual TokenVerdict on_token(const TokenEvent& ev) = 0;
+  // Once per sequence, decided by the scheduler. `message` is set for kError.
   virtual void on_finish(int32_t seq, FinishReason reason, const std::string& message) = 0;
 };
 

@@ -35,10 +35,9 @@ struct ApiOptions {
   std::string api_key;  // "" → no authentication
   // The routes that answer without the key when api_key is set (vLLM's choice: probes and scrapers carry none).
   std::vector<std::string> public_routes = {"/health", "/ready", "/metrics"};
-  double request_timeout_s = 600;    // per-request deadline (the scheduler aborts it)
-  int retry_after_s = 1;             // Retry-After of 429 / 503
-  int64_t max_body_bytes = 1 << 20;  // for the 413 message (the HTTP server enforces it)
-  bool serve_metrics = true;         // metrics.enabled: GET /metrics answers (else 404)
+  double request_timeout_s = 600;  // per-request deadline (the scheduler aborts it)
+  int retry_after_s = 1;           // Retry-After of 429 / 503
+  bool serve_metrics = true;       // metrics.enabled: GET /metrics answers (else 404)
 };
 
 using SubmitFn = std::function<SubmitStatus(std::shared_ptr<Request>, std::string* why)>;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <iterator>
 
 #include "common/check.h"
 #include "coordinator/scheduler/prefill_group_former.h"
@@ -259,6 +260,7 @@ void Scheduler::admit(std::vector<std::shared_ptr<Request>> requests, parallel::
   for (const auto& r : requests) cols = std::max(cols, static_cast<int32_t>(r->prompt.size()));
   plan.prefill_cols = cols;
   int64_t prompt_tokens = 0, pad_tokens = 0;
+  std::vector<std::unique_ptr<Sequence>> group;  // in row order
   for (auto& r : requests) {
     auto active = std::make_shared<Active>();
     active->request = r;
@@ -282,9 +284,11 @@ void Scheduler::admit(std::vector<std::shared_ptr<Request>> requests, parallel::
       plan.prefill_sampling.push_back(wire_sampling(r->sampling, i));
       prompt_tokens += len;
       pad_tokens += cols - len;
-      running_.push_back(std::move(seq));
+      group.push_back(std::move(seq));
     }
   }
+  // The workers answer [prefill rows..., decode rows...]: running_ keeps that order.
+  running_.insert(running_.begin(), std::make_move_iterator(group.begin()), std::make_move_iterator(group.end()));
   TESSERA_METRIC(observe_padding_tokens(pad_tokens));
   (void)prompt_tokens;
   (void)pad_tokens;
@@ -302,8 +306,7 @@ void Scheduler::reap(SteadyClock::time_point now) {
 }
 
 void Scheduler::process(const parallel::StepPlan& plan, const parallel::StepResult& result, size_t n_prefill_rows) {
-  // running_ = [the decoded sequences (plan order)..., the new group's sequences...]; result rows are
-  // [prefill rows..., decode rows...].
+  // running_ = [the new group's sequences..., the decoded sequences (plan order)...], as the result rows.
   const size_t n_decodes = plan.decode_tokens.size();
   TESSERA_CHECK(running_.size() == n_decodes + n_prefill_rows);
   const auto now = SteadyClock::now();
@@ -315,7 +318,7 @@ void Scheduler::process(const parallel::StepPlan& plan, const parallel::StepResu
 
   for (size_t row = 0; row < result.tokens.size(); ++row) {
     const bool prefill = row < n_prefill_rows;
-    Sequence& s = prefill ? *running_[n_decodes + row] : *running_[row - n_prefill_rows];
+    Sequence& s = *running_[row];
     if (!prefill) ++s.length;  // the decode wrote last_token into the cache
     Active& a = *s.owner;
     const Request& r = *a.request;
@@ -325,7 +328,7 @@ void Scheduler::process(const parallel::StepPlan& plan, const parallel::StepResu
     ev.logprob = row < result.logprobs.size() ? result.logprobs[row] : 0.0f;
     if (row < result.top_logprobs.size())
       for (const auto& t : result.top_logprobs[row]) ev.top_logprobs.emplace_back(t.token, t.logprob);
-    r.sink->on_token(ev);
+    const TokenVerdict verdict = r.sink->on_token(ev);
     if (!a.has_first_token) {
       a.has_first_token = true;
       a.t_first_token = now;
@@ -337,7 +340,7 @@ void Scheduler::process(const parallel::StepPlan& plan, const parallel::StepResu
     ++a.n_generated;
     s.t_last_token = now;
     s.last_token = ev.token;
-    if (std::find(r.stop_ids.begin(), r.stop_ids.end(), ev.token) != r.stop_ids.end())
+    if (verdict == TokenVerdict::kStop || std::find(r.stop_ids.begin(), r.stop_ids.end(), ev.token) != r.stop_ids.end())
       finish(s, FinishReason::kStop, "", now);
     else if (s.n_generated >= r.max_tokens)
       finish(s, FinishReason::kLength, "", now);

@@ -114,7 +114,7 @@ class Scheduler {
   // The run() thread's own state.
   bool configured_ = false;
   SlotPool slots_;
-  std::vector<std::unique_ptr<Sequence>> running_;  // in the order their rows go into a plan
+  std::vector<std::unique_ptr<Sequence>> running_;  // in the order of a step's result rows
   std::vector<int32_t> pending_release_;
   uint64_t step_id_ = 0;
   int32_t n_running_requests_ = 0;

@@ -15,7 +15,7 @@ std::string sse(const std::string& data) { return "data: " + data + "\n\n"; }
 class PromptSink final : public RequestSink {
  public:
   PromptSink(std::shared_ptr<CompletionJob> job, int32_t prompt) : job_(std::move(job)), prompt_(prompt) {}
-  void on_token(const TokenEvent& ev) override { job_->on_token(prompt_, ev); }
+  TokenVerdict on_token(const TokenEvent& ev) override { return job_->on_token(prompt_, ev); }
   void on_finish(int32_t seq, FinishReason reason, const std::string& message) override {
     job_->on_finish(prompt_, seq, reason, message);
   }
@@ -175,14 +175,13 @@ std::string CompletionJob::usage_json() const {
       json{{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}});
 }
 
-void CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev) {
-  std::vector<std::shared_ptr<Request>> to_cancel;
+TokenVerdict CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev) {
   {
     std::lock_guard lock(mu_);
     const size_t index = static_cast<size_t>(prompt_index) * options_.n + static_cast<size_t>(ev.seq);
-    if (done_ || index >= choices_.size()) return;
+    if (done_ || index >= choices_.size()) return TokenVerdict::kContinue;  // abandoned: cancelled, reaped as abort
     Choice& c = choices_[index];
-    if (c.finished) return;
+    if (c.finished) return TokenVerdict::kStop;
     const std::string delta = c.text->push(ev.token);
     c.token_ids.push_back(ev.token);
     if (options_.logprobs) {
@@ -204,19 +203,16 @@ void CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev) {
       c.content += delta;
     }
     if (stopped) {
+      // The text is complete: the scheduler finishes this sequence (kStop) on this verdict, in this step,
+      // and its on_finish then finds the choice finished already.
       c.finished = true;
       c.finish_reason = "stop";
       ++n_finished_;
-      // Every sequence of this prompt's request stopped on a string: free its slots now.
-      bool all = true;
-      for (int32_t s = 0; s < options_.n; ++s)
-        all = all && choices_[static_cast<size_t>(prompt_index) * options_.n + static_cast<size_t>(s)].finished;
-      if (all && static_cast<size_t>(prompt_index) < requests_.size())
-        if (auto r = requests_[static_cast<size_t>(prompt_index)].lock()) to_cancel.push_back(r);
       if (n_finished_ == static_cast<int32_t>(choices_.size())) complete_locked();
+      return TokenVerdict::kStop;
     }
   }
-  for (auto& r : to_cancel) r->cancel();
+  return TokenVerdict::kContinue;
 }
 
 void CompletionJob::on_finish(int32_t prompt_index, int32_t seq, FinishReason reason, const std::string& message) {

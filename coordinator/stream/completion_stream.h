@@ -6,8 +6,9 @@
 // chunk when asked; `data: [DONE]`), or one JSON response when every sequence has finished. A stream has one
 // chunk per sampled token, sent in the step that sampled it, with text "" while SequenceText holds the text back.
 // Choice index = prompt index * n + sequence. Text goes through SequenceText (whole UTF-8 characters only,
-// stop strings matched on the text and cut). A request whose sequences all hit a stop string is cancelled so
-// its slots free at the next step; a client that disconnects cancels every request of the call.
+// stop strings matched on the text and cut). A sequence whose text hits a stop string answers kStop to on_token,
+// and the scheduler finishes it there (each of n siblings on its own); a client that disconnects cancels every
+// request of the call.
 // Thread-safety: the sinks may be called from any thread (in practice the scheduler's); cancel_all() from
 // any thread. The job only queues bytes on the Exchange, it never blocks on the network.
 #pragma once
@@ -60,7 +61,7 @@ class CompletionJob : public std::enable_shared_from_this<CompletionJob> {
   void abandon();
   void cancel_all();
 
-  void on_token(int32_t prompt_index, const TokenEvent& ev);
+  TokenVerdict on_token(int32_t prompt_index, const TokenEvent& ev);  // kStop: a stop string ended the sequence
   void on_finish(int32_t prompt_index, int32_t seq, FinishReason reason, const std::string& message);
 
  private:

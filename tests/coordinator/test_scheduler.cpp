@@ -186,13 +186,19 @@ struct Finished {
 class SimpleSink final : public RequestSink {
  public:
   explicit SimpleSink(int n) { f.tokens.resize(n), f.finishes.resize(n), f.reasons.resize(n), f.messages.resize(n); }
-  void on_token(const TokenEvent& ev) override { f.tokens[static_cast<size_t>(ev.seq)].push_back(ev.token); }
+  TokenVerdict on_token(const TokenEvent& ev) override {
+    f.tokens[static_cast<size_t>(ev.seq)].push_back(ev.token);
+    return stop_after > 0 && static_cast<int>(f.tokens[static_cast<size_t>(ev.seq)].size()) == stop_after + ev.seq
+               ? TokenVerdict::kStop
+               : TokenVerdict::kContinue;
+  }
   void on_finish(int32_t seq, FinishReason r, const std::string& m) override {
     ++f.finishes[static_cast<size_t>(seq)];
     f.reasons[static_cast<size_t>(seq)] = r;
     f.messages[static_cast<size_t>(seq)] = m;
   }
   Finished f;
+  int stop_after = 0;  // > 0: sequence i reports a stop string at its token stop_after + i
 };
 
 TEST(SchedulerSteps, PlansAreReleasesPlusOneGroupPlusDecodes) {
@@ -286,6 +292,34 @@ TEST(SchedulerSteps, ClusterFailureFinishesEveryRequestWithErrorAndRethrows) {
   EXPECT_NE(why.find("rank 2 died"), std::string::npos) << why;
 }
 
+// A sink's kStop verdict (a stop string) finishes that sequence at once, as kStop, while its siblings go on;
+// its slot is released in the next plan and it gets no more decode rows.
+TEST(SchedulerSteps, StopVerdictFinishesEachSiblingOnItsOwn) {
+  ScriptedDispatcher d;
+  Scheduler s(d, {.n_slots = 3, .max_ctx = 64}, nullptr);
+  auto r = make_request(1, 4, 8, 3);
+  auto sink = std::make_shared<SimpleSink>(3);
+  sink->stop_after = 2;  // sequence 0 stops at its 2nd token, 1 at its 3rd, 2 at its 4th
+  r->sink = sink;
+  ASSERT_EQ(s.submit(r, nullptr), SubmitStatus::kAccepted);
+  s.begin_drain();
+  s.run();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(sink->f.tokens[static_cast<size_t>(i)].size(), static_cast<size_t>(2 + i)) << i;
+    EXPECT_EQ(sink->f.finishes[static_cast<size_t>(i)], 1);
+    EXPECT_EQ(sink->f.reasons[static_cast<size_t>(i)], FinishReason::kStop);
+  }
+  const auto& p = d.plans;  // configure, prefill (3 rows), then decodes of 2, 1 sequences, then the release
+  ASSERT_EQ(p.size(), 6u);
+  EXPECT_EQ(p[2].decode_slots, (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(p[3].release_slots, (std::vector<int32_t>{0}));
+  EXPECT_EQ(p[3].decode_slots, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(p[4].release_slots, (std::vector<int32_t>{1}));
+  EXPECT_EQ(p[4].decode_slots, (std::vector<int32_t>{2}));
+  EXPECT_EQ(p[5].release_slots, (std::vector<int32_t>{2}));
+  EXPECT_EQ(p[5].n_rows(), 0);
+}
+
 // Scheduler::fail (a rank died, noticed by its lifeline): an idle run() wakes and throws; a running one
 // finishes its requests with kError at the next step and sends the cluster nothing more.
 TEST(SchedulerSteps, FailWakesAnIdleRunAndRefusesNewRequests) {
@@ -319,8 +353,9 @@ TEST(SchedulerSteps, FailWakesAnIdleRunAndRefusesNewRequests) {
 class FailingSink final : public RequestSink {  // calls fail() from its third token (on the run() thread)
  public:
   explicit FailingSink(Scheduler& s) : s_(s) {}
-  void on_token(const TokenEvent&) override {
+  TokenVerdict on_token(const TokenEvent&) override {
     if (++tokens == 3) s_.fail("rank died (test)");
+    return TokenVerdict::kContinue;
   }
   void on_finish(int32_t, FinishReason r, const std::string& m) override {
     ++finishes;

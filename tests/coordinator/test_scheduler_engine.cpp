@@ -44,7 +44,7 @@ class RecordingSink final : public RequestSink {
  public:
   explicit RecordingSink(int n, std::chrono::microseconds per_token = 0us)
       : tokens(n), logprobs(n), finishes(n, 0), reasons(n), messages(n), per_token_(per_token) {}
-  void on_token(const TokenEvent& ev) override {
+  TokenVerdict on_token(const TokenEvent& ev) override {
     if (per_token_ > 0us) std::this_thread::sleep_for(per_token_);
     std::lock_guard lk(mu_);
     if (first_token_at < 0) first_token_at = g_event_clock.fetch_add(1);
@@ -52,6 +52,7 @@ class RecordingSink final : public RequestSink {
     logprobs[static_cast<size_t>(ev.seq)].push_back(ev.logprob);
     ++n_tokens_;
     cv_.notify_all();
+    return TokenVerdict::kContinue;
   }
   void on_finish(int32_t seq, FinishReason r, const std::string& m) override {
     std::lock_guard lk(mu_);

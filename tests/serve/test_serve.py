@@ -142,6 +142,41 @@ def test_batched_prompts_n_echo_and_stop_strings(smol):
     assert j["usage"]["prompt_tokens"] == 2 * len(ids)
 
 
+def finish_counts(samples):
+    return {reason: metric_sum(samples, "tessera_request_success_total", finished_reason=reason)
+            for reason in ("stop", "length", "abort", "error")}
+
+
+@needs_smol
+def test_stop_strings_count_as_stop_and_each_sibling_stops_on_its_own(smol):
+    # One sequence that ends on a stop string: finish_reason and the metric both say "stop" (it was counted as
+    # "abort": the stream cancelled the request and the scheduler finished it so).
+    before = finish_counts(smol.metrics())
+    r = smol.post("/v1/chat/completions", {"messages": FRANCE, "max_tokens": 32, "temperature": 0, "stop": ["Paris"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["finish_reason"] == "stop"
+    after = finish_counts(smol.metrics())
+    assert {k: after[k] - before[k] for k in after} == {"stop": 1, "length": 0, "abort": 0, "error": 0}
+
+    # n = 4 sampled siblings with a stop string they reach at different points: each stops on its own, its slot
+    # is freed in that step, so the tokens generated are exactly the tokens returned (the stopped siblings went
+    # on decoding, uncounted in usage, until the last one stopped).
+    m0 = smol.metrics()
+    body = {"prompt": "Write three short sentences about cats.", "n": 4, "temperature": 0.9, "seed": 11,
+            "max_tokens": 48, "stop": ["."], "ignore_eos": True}
+    j = smol.post("/v1/completions", body).json()
+    m1 = smol.metrics()
+    reasons = [c["finish_reason"] for c in j["choices"]]
+    assert "stop" in reasons, reasons
+    generated = metric_sum(m1, "tessera_generation_tokens_total") - metric_sum(m0, "tessera_generation_tokens_total")
+    assert generated == j["usage"]["completion_tokens"], (generated, j["usage"], reasons)
+    c0, c1 = finish_counts(m0), finish_counts(m1)
+    assert {k: c1[k] - c0[k] for k in c1} == {"stop": reasons.count("stop"), "length": reasons.count("length"),
+                                                "abort": 0, "error": 0}
+    for c in j["choices"]:
+        assert "." not in c["text"]
+
+
 @needs_smol
 def test_stream_has_one_chunk_per_token(smol):
     """Every sampled token leaves in its own chunk (vLLM's benchmark counts chunks as tokens and times them).

@@ -1,5 +1,5 @@
 // fuzz/check_tensor_reads.h — the checks fuzz_gguf and fuzz_safetensors share: both readers answer the same
-// TensorSource reads (worker/model/tensor_source.h), so a tensor they opened must read the same way.
+// TensorSource reads (formats/tensor_source.h), so a tensor they opened must read the same way.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// fuzz/fuzz_gguf.cpp — the GGUF reader (worker/model/gguf.h) and the GGUF tokenizer loader on arbitrary files.
+// fuzz/fuzz_gguf.cpp — the GGUF reader (formats/gguf.h) and the GGUF tokenizer loader on arbitrary files.
 //
 // Feeds: the input as a file to GgufFile::open(); then every metadata key through every getter (the right one
 // and the wrong ones), every tensor's info/nbytes/data, fp32 reads of small tensors (whole, a block picked by
@@ -19,14 +19,14 @@
 #include "fuzz/exercise_tokenizer.h"
 #include "fuzz/check_tensor_reads.h"
 #include "fuzz/fuzz_support.h"
-#include "worker/model/gguf.h"
+#include "formats/gguf.h"
 
 namespace {
 
 using tessera::Error;
+using tessera::formats::GgufFile;
+using tessera::formats::GgufType;
 using tessera::fuzz::throws_error;
-using tessera::model::GgufFile;
-using tessera::model::GgufType;
 
 constexpr const char* kTarget = "fuzz_gguf";
 constexpr int64_t kMaxReadElements = int64_t{1} << 20;  // larger tensors: info only (the reads cost time)
@@ -81,8 +81,8 @@ void exercise_tensor(const GgufFile& f, const std::string& name, uint64_t file_s
     volatile uint8_t ends = p[0] ^ p[nbytes - 1];
     (void)ends;
   }
-  (void)tessera::model::dtype_name(info.dtype);
-  (void)tessera::model::shape_string(info.shape);
+  (void)tessera::formats::dtype_name(info.dtype);
+  (void)tessera::formats::shape_string(info.shape);
   tessera::fuzz::check_tensor_reads(kTarget, f, name, knob, kMaxReadElements);
 }
 

@@ -1,4 +1,4 @@
-// fuzz/fuzz_safetensors.cpp — the safetensors reader (worker/model/safetensors.h) on arbitrary files.
+// fuzz/fuzz_safetensors.cpp — the safetensors reader (formats/safetensors.h) on arbitrary files.
 //
 // Feeds: the input as a .safetensors file to SafetensorsFile::open() (what open_safetensors_file() returns);
 // then the metadata, every listed tensor's info/nbytes/data, fp32 reads of small tensors (whole, a block
@@ -13,13 +13,13 @@
 #include "common/check.h"
 #include "fuzz/check_tensor_reads.h"
 #include "fuzz/fuzz_support.h"
-#include "worker/model/safetensors.h"
+#include "formats/safetensors.h"
 
 namespace {
 
 using tessera::Error;
+using tessera::formats::SafetensorsFile;
 using tessera::fuzz::throws_error;
-using tessera::model::SafetensorsFile;
 
 constexpr const char* kTarget = "fuzz_safetensors";
 constexpr int64_t kMaxReadElements = int64_t{1} << 20;
@@ -28,7 +28,7 @@ void exercise_tensor(const SafetensorsFile& f, const std::string& name, uint64_t
   const auto& info = f.info(name);
   FUZZ_ASSERT(kTarget, info.name == name && f.has(name) && f.contains(name), name);
   const int64_t nbytes = f.nbytes(name);
-  FUZZ_ASSERT(kTarget, nbytes >= 0 && nbytes == tessera::model::dtype_nbytes(info.dtype, info.numel()), name);
+  FUZZ_ASSERT(kTarget, nbytes >= 0 && nbytes == tessera::formats::dtype_nbytes(info.dtype, info.numel()), name);
   const auto* p = static_cast<const uint8_t*>(f.data(name));
   if (nbytes > 0) {
     FUZZ_ASSERT(kTarget, p != nullptr && f.data_offset() <= file_size, name);

@@ -1,11 +1,11 @@
-// fuzz/heap_mapped_file.cpp — MappedFile (worker/model/mapped_file.h) for the fuzz targets: the file is read into
+// fuzz/heap_mapped_file.cpp — MappedFile (formats/mapped_file.h) for the fuzz targets: the file is read into
 // a heap buffer of exactly its size instead of being mapped.
 //
 // Why: an mmap has no redzone and the tail of its last page reads as zeros, so a reader that runs past the end
 // of a small file would go unnoticed; ASan guards a heap buffer byte for byte. The interface and the errors are
 // those of mapped_file.cpp ("<path>: cannot open: ..."); an empty file gives data() == nullptr as there.
 // Linked as an object, these definitions replace mapped_file.o, which the linker then never takes from the
-// tessera_model_files archive.
+// tessera_formats archive.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,9 +15,9 @@
 #include <cstring>
 
 #include "common/check.h"
-#include "worker/model/mapped_file.h"
+#include "formats/mapped_file.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what, int err) {
@@ -64,4 +64,4 @@ MappedFile::~MappedFile() { std::free(const_cast<uint8_t*>(data_)); }
 
 void MappedFile::prefetch(uint64_t, uint64_t) const {}
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

@@ -22,7 +22,7 @@ sanitize=0
 asan_dir="$build_dir-asan"
 if [[ $sanitize == 1 ]]; then
   TESSERA_BUILD_DIR="$asan_dir" \
-    BUILD_TARGETS="test_cpu_ops test_model_files test_sampler test_sharding test_tokenizer tessera" \
+    BUILD_TARGETS="test_cpu_ops test_formats test_sampler test_sharding test_tokenizer tessera" \
     bash scripts/build.sh -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTESSERA_CUDA=OFF -DTESSERA_SANITIZE=address,undefined \
     -DTESSERA_PYTHON="$python"
   (cd "$asan_dir" && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \

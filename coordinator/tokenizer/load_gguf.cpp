@@ -11,7 +11,7 @@
 #include "common/check.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "coordinator/tokenizer/tokenizer_data.h"
-#include "worker/model/gguf.h"
+#include "formats/gguf.h"
 
 namespace tessera::tokenizer {
 namespace {
@@ -21,7 +21,7 @@ constexpr int64_t kTokenTypeUserDefined = 4;
 
 }  // namespace
 
-Tokenizer Tokenizer::from_gguf(const model::GgufFile& gguf) {
+Tokenizer Tokenizer::from_gguf(const formats::GgufFile& gguf) {
   const std::string& path = gguf.path();
   auto key_error = [&](const std::string& key, const std::string& what) -> Error {
     return Error(path + ": key '" + key + "': " + what);
@@ -114,7 +114,7 @@ Tokenizer Tokenizer::from_model_path(const std::string& path) {
   char magic[4] = {};
   std::ifstream(path, std::ios::binary).read(magic, 4);
   if (std::string_view(magic, 4) == "GGUF") {
-    const auto gguf = model::GgufFile::open(path);
+    const auto gguf = formats::GgufFile::open(path);
     return from_gguf(*gguf);
   }
   if (fs::path(path).extension() == ".json") return from_tokenizer_json(path);

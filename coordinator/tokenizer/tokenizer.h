@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-namespace tessera::model {
+namespace tessera::formats {
 class GgufFile;
 }
 
@@ -40,7 +40,7 @@ class Tokenizer {
   // present, supplies bos/eos tokens, add_bos_token and chat_template.
   static Tokenizer from_tokenizer_json(const std::string& path);
   // GGUF metadata: tokenizer.ggml.model "gpt2" with a known tokenizer.ggml.pre.
-  static Tokenizer from_gguf(const model::GgufFile& gguf);
+  static Tokenizer from_gguf(const formats::GgufFile& gguf);
   // A .gguf file, a tokenizer.json file, or a Hugging Face directory holding tokenizer.json.
   static Tokenizer from_model_path(const std::string& path);
 

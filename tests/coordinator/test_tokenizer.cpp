@@ -15,7 +15,7 @@
 #include "coordinator/tokenizer/byte_level.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "coordinator/tokenizer/utf8.h"
-#include "worker/model/gguf.h"
+#include "formats/gguf.h"
 
 namespace tessera::tokenizer {
 namespace {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/python/make_quant_fixtures.py OUTDIR — reference files for tests/worker/test_model_files.cpp.
+"""tests/python/make_quant_fixtures.py OUTDIR — reference files for tests/formats/test_quant_fixtures.cpp.
 
 Writes, with implementations nobody on this project wrote (PyPI `gguf` 0.10.0 and `safetensors`):
   OUTDIR/fixtures.gguf          F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors of random data + metadata of many types

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/check.h"
-#include "worker/model/gguf.h"
+#include "formats/gguf.h"
 
 namespace tessera::model {
 
@@ -110,7 +110,7 @@ ModelConfig read_hf_config(const std::string& dir) {
   return c;
 }
 
-ModelConfig read_gguf_config(const GgufFile& g) {
+ModelConfig read_gguf_config(const formats::GgufFile& g) {
   const std::string arch = g.get_string("general.architecture");
   ModelConfig c;
   auto key = [&](const char* suffix) { return arch + "." + suffix; };

@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <string>
 
-namespace tessera::model {
-
+namespace tessera::formats {
 class GgufFile;
+}
+
+namespace tessera::model {
 
 enum class Arch { kGpt2, kLlama };
 const char* arch_name(Arch arch);
@@ -37,6 +39,6 @@ struct ModelConfig {
 // Reads <dir>/config.json (model_type "gpt2" or "llama"/"mistral"); unknown architectures are an Error.
 ModelConfig read_hf_config(const std::string& dir);
 // Reads general.architecture and the <arch>.* keys of a GGUF file.
-ModelConfig read_gguf_config(const GgufFile& gguf);
+ModelConfig read_gguf_config(const formats::GgufFile& gguf);
 
 }  // namespace tessera::model

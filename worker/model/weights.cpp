@@ -8,9 +8,9 @@
 #include <fstream>
 
 #include "common/check.h"
-#include "worker/model/gguf.h"
-#include "worker/model/safetensors.h"
-#include "worker/model/tensor_source.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "formats/tensor_source.h"
 
 namespace tessera::model {
 namespace {
@@ -19,9 +19,9 @@ using parallel::Range;
 const Range kAll{0, -1};  // the whole dimension
 
 // Appends the block rows × cols of tensor `name` (checked to have `shape`) to `dst` as fp32.
-void append(const TensorSource& src, const std::string& name, const std::vector<int64_t>& shape,
+void append(const formats::TensorSource& src, const std::string& name, const std::vector<int64_t>& shape,
             std::vector<float>& dst, Range rows = kAll, Range cols = kAll) {
-  const TensorInfo& info = src.expect(name, shape);
+  const formats::TensorInfo& info = src.expect(name, shape);
   if (rows.end < 0) rows = {0, info.rows()};
   if (cols.end < 0) cols = {0, info.cols()};
   const size_t off = dst.size();
@@ -29,7 +29,7 @@ void append(const TensorSource& src, const std::string& name, const std::vector<
   src.read(name, rows.begin, rows.end, cols.begin, cols.end, dst.data() + off);
 }
 
-std::vector<float> get(const TensorSource& src, const std::string& name, const std::vector<int64_t>& shape,
+std::vector<float> get(const formats::TensorSource& src, const std::string& name, const std::vector<int64_t>& shape,
                        Range rows = kAll, Range cols = kAll) {
   std::vector<float> v;
   append(src, name, shape, v, rows, cols);
@@ -37,7 +37,7 @@ std::vector<float> get(const TensorSource& src, const std::string& name, const s
 }
 
 // HF Conv1D stores [in, out]; the engine wants nn.Linear's [out, in]. Reads the in × out block, transposed.
-std::vector<float> get_transposed(const TensorSource& src, const std::string& name, int64_t in, int64_t out,
+std::vector<float> get_transposed(const formats::TensorSource& src, const std::string& name, int64_t in, int64_t out,
                                   Range in_range, Range out_range) {
   const std::vector<float> t = get(src, name, {in, out}, in_range, out_range);
   const int64_t ni = in_range.size(), no = out_range.size();
@@ -63,7 +63,7 @@ void unpermute_rope_rows(float* w, int64_t n_heads, int64_t head_dim, int64_t co
   }
 }
 
-void load_llama(const TensorSource& src, bool gguf, ModelWeights& w) {
+void load_llama(const formats::TensorSource& src, bool gguf, ModelWeights& w) {
   const ModelConfig& c = w.config;
   const parallel::Shard& s = w.shard;
   const int64_t q_rows = c.n_heads * c.head_dim, kv_rows = c.n_kv_heads * c.head_dim;
@@ -99,7 +99,7 @@ void load_llama(const TensorSource& src, bool gguf, ModelWeights& w) {
   }
 }
 
-void load_gpt2(const TensorSource& src, bool gguf, ModelWeights& w) {
+void load_gpt2(const formats::TensorSource& src, bool gguf, ModelWeights& w) {
   const ModelConfig& c = w.config;
   const parallel::Shard& s = w.shard;
   const int64_t H = c.hidden, qkv = 3 * H;
@@ -166,7 +166,7 @@ bool is_gguf_path(const std::string& path) {
 }
 
 ModelConfig read_model_config(const std::string& path) {
-  if (is_gguf_path(path)) return read_gguf_config(*GgufFile::open(path));
+  if (is_gguf_path(path)) return read_gguf_config(*formats::GgufFile::open(path));
   return read_hf_config(path);
 }
 
@@ -174,15 +174,15 @@ parallel::ShardShape shard_shape(const ModelConfig& c) { return {c.n_heads, c.n_
 
 ModelWeights load_weights(const std::string& path, int tp_rank, int tp_size) {
   ModelWeights w;
-  std::unique_ptr<TensorSource> src;
+  std::unique_ptr<formats::TensorSource> src;
   const bool gguf = is_gguf_path(path);
   if (gguf) {
-    auto g = GgufFile::open(path);
+    auto g = formats::GgufFile::open(path);
     w.config = read_gguf_config(*g);
     src = std::move(g);
   } else {
     w.config = read_hf_config(path);
-    src = open_safetensors_dir(path);
+    src = formats::open_safetensors_dir(path);
   }
   try {
     w.shard = parallel::make_shard(shard_shape(w.config), tp_rank, tp_size);

@@ -15,9 +15,11 @@
 #include "parallel/sharding.h"
 #include "worker/model/config.h"
 
-namespace tessera::model {
-
+namespace tessera::formats {
 class TensorSource;
+}
+
+namespace tessera::model {
 
 struct LayerWeights {
   std::vector<float> attn_norm_w, attn_norm_b;  // [hidden]; _b only for GPT-2

@@ -1,4 +1,4 @@
-// tests/worker/model_files_util.h — shared by the model-file reader tests (test_gguf.cpp, test_safetensors.cpp,
+// tests/formats/formats_util.h — shared by the model-file reader tests (test_gguf.cpp, test_safetensors.cpp,
 // test_quant_fixtures.cpp): a temp dir, byte I/O, an error matcher, a tiny GGUF writer, encoders for every
 // supported tensor type and the standard test tensors.
 #pragma once
@@ -23,15 +23,15 @@
 #include <vector>
 
 #include "common/check.h"
-#include "worker/model/dequant.h"
-#include "worker/model/gguf.h"
-#include "worker/model/safetensors.h"
-#include "worker/model/tensor_source.h"
+#include "formats/dequant.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "formats/tensor_source.h"
 
-namespace tessera::model_files_test {
+namespace tessera::formats_test {
 
 namespace fs = std::filesystem;
-using namespace tessera::model;
+using namespace tessera::formats;
 using tessera::Error;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ using tessera::Error;
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "tessera_model_files_XXXXXX").string();
+    std::string tmpl = (fs::temp_directory_path() / "tessera_formats_XXXXXX").string();
     char* p = ::mkdtemp(tmpl.data());
     if (p == nullptr) throw std::runtime_error("mkdtemp failed");
     path_ = p;
@@ -416,4 +416,4 @@ inline void check_sub_blocks(const TensorSource& src, const std::string& name) {
   }
 }
 
-}  // namespace tessera::model_files_test
+}  // namespace tessera::formats_test

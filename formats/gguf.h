@@ -1,4 +1,4 @@
-// worker/model/gguf.h — a GGUF (v2/v3, little-endian) checkpoint: metadata key/values and tensors.
+// formats/gguf.h — a GGUF (v2/v3, little-endian) checkpoint: metadata key/values and tensors.
 //
 // In:  a .gguf file, memory-mapped. Out: typed metadata getters and the TensorSource interface (fp32 reads of
 //      any row/column block, dequantizing F16, BF16, Q8_0, Q4_0, Q4_1), plus the raw mapped bytes (data()).
@@ -15,10 +15,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "worker/model/mapped_file.h"
-#include "worker/model/tensor_source.h"
+#include "formats/mapped_file.h"
+#include "formats/tensor_source.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 
 // GGUF metadata value types (the file's numbering).
 enum class GgufType : uint32_t {
@@ -109,4 +109,4 @@ class GgufFile : public TensorSource {
   std::unordered_map<std::string, Tensor> tensors_;
 };
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

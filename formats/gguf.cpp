@@ -1,10 +1,10 @@
-// worker/model/gguf.cpp — GGUF parsing and validation; see gguf.h.
+// formats/gguf.cpp — GGUF parsing and validation; see gguf.h.
 //
 // Layout (all little-endian): magic "GGUF", u32 version, u64 n_tensors, u64 n_kv, n_kv × {string key, u32 type,
 // value}, n_tensors × {string name, u32 n_dims, u64 ne[n_dims], u32 ggml_type, u64 offset}, padding to
 // `general.alignment` (default 32), tensor data. A string is u64 length + bytes; an array is u32 element type +
 // u64 count + elements (arrays may nest).
-#include "worker/model/gguf.h"
+#include "formats/gguf.h"
 
 #include <algorithm>
 #include <bit>
@@ -13,9 +13,9 @@
 #include <limits>
 
 #include "common/check.h"
-#include "worker/model/dequant.h"
+#include "formats/dequant.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 
 namespace {
 
@@ -575,4 +575,4 @@ void GgufFile::read(const std::string& name, int64_t row_begin, int64_t row_end,
   detail::read_block(t.info, file_->data() + data_offset_ + t.offset, row_begin, row_end, col_begin, col_end, out);
 }
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

@@ -1,5 +1,5 @@
-// worker/model/mapped_file.cpp — mmap of a whole file; see mapped_file.h.
-#include "worker/model/mapped_file.h"
+// formats/mapped_file.cpp — mmap of a whole file; see mapped_file.h.
+#include "formats/mapped_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,7 +12,7 @@
 
 #include "common/check.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 
 namespace {
 
@@ -63,4 +63,4 @@ void MappedFile::prefetch(uint64_t offset, uint64_t length) const {
   (void)::madvise(const_cast<uint8_t*>(data_) + begin, length + (offset - begin), MADV_WILLNEED);
 }
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

@@ -1,5 +1,5 @@
-// worker/model/dequant.cpp — reference dequantizers; see dequant.h for the block layouts.
-#include "worker/model/dequant.h"
+// formats/dequant.cpp — reference dequantizers; see dequant.h for the block layouts.
+#include "formats/dequant.h"
 
 #include <algorithm>
 #include <bit>
@@ -7,7 +7,7 @@
 
 #include "common/check.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 
 namespace {
 
@@ -130,4 +130,4 @@ void dequantize_range(DType type, const void* tensor_data, int64_t begin, int64_
   }
 }
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

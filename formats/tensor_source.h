@@ -1,4 +1,4 @@
-// worker/model/tensor_source.h — uniform, read-only access to the tensors of a checkpoint.
+// formats/tensor_source.h — uniform, read-only access to the tensors of a checkpoint.
 //
 // In:  a GGUF file (gguf.h) or a Hugging Face safetensors file/directory (safetensors.h).
 // Out: per tensor a TensorInfo (name, dtype, PyTorch-order shape) and fp32 values of any 2-D block of the tensor
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace tessera::model {
+namespace tessera::formats {
 
 // Storage types the readers understand. Q types are GGML block formats of 32 values (see dequant.h).
 enum class DType { F32, F16, BF16, Q8_0, Q4_0, Q4_1 };
@@ -87,4 +87,4 @@ bool mul_nonneg(int64_t a, int64_t b, int64_t* result);
 bool add_nonneg(int64_t a, int64_t b, int64_t* result);
 }  // namespace detail
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

@@ -1,16 +1,16 @@
-// worker/model/tensor_source.cpp — DType tables, TensorInfo, the shared read path, open_tensor_source.
-#include "worker/model/tensor_source.h"
+// formats/tensor_source.cpp — DType tables, TensorInfo, the shared read path, open_tensor_source.
+#include "formats/tensor_source.h"
 
 #include <sys/stat.h>
 
 #include <limits>
 
 #include "common/check.h"
-#include "worker/model/dequant.h"
-#include "worker/model/gguf.h"
-#include "worker/model/safetensors.h"
+#include "formats/dequant.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 
 const char* dtype_name(DType type) {
   switch (type) {
@@ -194,4 +194,4 @@ void read_block(const TensorInfo& info, const void* base, int64_t row_begin, int
 
 }  // namespace detail
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

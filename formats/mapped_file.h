@@ -1,4 +1,4 @@
-// worker/model/mapped_file.h — a whole file memory-mapped read-only (mmap, MAP_PRIVATE, PROT_READ).
+// formats/mapped_file.h — a whole file memory-mapped read-only (mmap, MAP_PRIVATE, PROT_READ).
 //
 // In:  a path. Out: the file's bytes as [data(), data() + size()), valid for the object's lifetime.
 // Guarantees: open errors are tessera::Error "<path>: cannot open: <reason>"; an empty file maps to
@@ -15,7 +15,7 @@
 #include <string>
 #include <utility>
 
-namespace tessera::model {
+namespace tessera::formats {
 
 class MappedFile {
  public:
@@ -39,4 +39,4 @@ class MappedFile {
   uint64_t size_ = 0;
 };
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

@@ -3,9 +3,9 @@
 // tessera::Error naming the file, never a crash.
 #include <gtest/gtest.h>
 
-#include "tests/worker/model_files_util.h"
+#include "tests/formats/formats_util.h"
 
-using namespace tessera::model_files_test;
+using namespace tessera::formats_test;
 
 namespace {
 

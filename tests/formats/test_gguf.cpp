@@ -5,9 +5,9 @@
 // (this also runs under ASan/UBSan).
 #include <gtest/gtest.h>
 
-#include "tests/worker/model_files_util.h"
+#include "tests/formats/formats_util.h"
 
-using namespace tessera::model_files_test;
+using namespace tessera::formats_test;
 
 namespace {
 

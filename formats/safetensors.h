@@ -1,4 +1,4 @@
-// worker/model/safetensors.h — safetensors checkpoints: one file, or a Hugging Face directory of shards.
+// formats/safetensors.h — safetensors checkpoints: one file, or a Hugging Face directory of shards.
 //
 // In:  "<dir>/model.safetensors", or "<dir>/model.safetensors.index.json" whose weight_map names each tensor's
 //      shard; or a single .safetensors file. Files are memory-mapped.
@@ -17,10 +17,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "worker/model/mapped_file.h"
-#include "worker/model/tensor_source.h"
+#include "formats/mapped_file.h"
+#include "formats/tensor_source.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 
 // A Hugging Face directory: model.safetensors, or model.safetensors.index.json with shards; dtypes F32, F16, BF16.
 std::unique_ptr<TensorSource> open_safetensors_dir(const std::string& dir);
@@ -66,4 +66,4 @@ class SafetensorsFile : public TensorSource {
   std::unordered_map<std::string, std::string> unsupported_;  // name → dtype string
 };
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

@@ -1,8 +1,8 @@
-// worker/model/safetensors.cpp — safetensors parsing/validation and the sharded-directory source; see
+// formats/safetensors.cpp — safetensors parsing/validation and the sharded-directory source; see
 // safetensors.h. File layout: u64 little-endian header length N, N bytes of JSON
 // {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the data section
 // (offsets are relative to its start).
-#include "worker/model/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <sys/stat.h>
 
@@ -13,7 +13,7 @@
 
 #include "common/check.h"
 
-namespace tessera::model {
+namespace tessera::formats {
 
 namespace {
 
@@ -301,4 +301,4 @@ std::unique_ptr<TensorSource> open_safetensors_dir(const std::string& dir) {
   throw Error(dir + ": no model.safetensors or model.safetensors.index.json in this directory");
 }
 
-}  // namespace tessera::model
+}  // namespace tessera::formats

@@ -89,13 +89,14 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
     tok = tessera::tokenizer::Tokenizer::from_model_path(path);
   }
   std::vector<tessera::coordinator::GenerateRequest> reqs;
-  tessera::sampler::SamplingParams sp;
+  tessera::SamplingParams sp;
   sp.temperature = o.temperature;
   sp.top_p = o.top_p;
   sp.top_k = o.top_k;
   sp.presence_penalty = o.presence_penalty;
   sp.frequency_penalty = o.frequency_penalty;
   sp.seed = o.seed ? *o.seed : std::random_device{}();
+  sp.validate();  // the ranges of common/sampling.h, named as the sampler names them
   std::vector<int32_t> stop_ids;
   if (tok && !o.ignore_eos) stop_ids = tok->stop_ids();
   auto add = [&](std::vector<int32_t> ids) {
@@ -192,11 +193,12 @@ int main(int argc, char** argv) {
   gen->add_option("--prompt", g.prompts, "prompt text (repeat for a pre-padded batch)");
   gen->add_option("--prompt-ids", g.prompt_ids, "prompt as comma-separated token ids");
   gen->add_option("--max-tokens", g.max_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
-  gen->add_option("--temperature", g.temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));
-  gen->add_option("--top-p", g.top_p)->check(CLI::Range(0.0f, 1.0f));
-  gen->add_option("--top-k", g.top_k);
-  gen->add_option("--presence-penalty", g.presence_penalty)->check(CLI::Range(-2.0f, 2.0f));
-  gen->add_option("--frequency-penalty", g.frequency_penalty)->check(CLI::Range(-2.0f, 2.0f));
+  // The sampling options' ranges are checked by SamplingParams::validate (common/sampling.h), as for the API.
+  gen->add_option("--temperature", g.temperature, "0 = greedy");
+  gen->add_option("--top-p", g.top_p, "(0, 1]");
+  gen->add_option("--top-k", g.top_k, "-1 or 0 = off");
+  gen->add_option("--presence-penalty", g.presence_penalty, "[-2, 2]");
+  gen->add_option("--frequency-penalty", g.frequency_penalty, "[-2, 2]");
   gen->add_option("--seed", g.seed, "sampling seed (default: random)");
   gen->add_option("--output", g.output, "text or json")->check(CLI::IsMember({"text", "json"}));
   gen->add_flag("--chat", g.chat, "wrap the prompt in the model's chat template as a user message");

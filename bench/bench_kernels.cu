@@ -297,9 +297,9 @@ int main(int argc, char** argv) {
       for (const auto& st : settings) {
         std::vector<tg::SampleParams> hp(B);
         for (int64_t b = 0; b < B; ++b) {
-          hp[b].temperature = st.t;
-          hp[b].top_p = st.top_p;
-          hp[b].seed = static_cast<uint64_t>(b);
+          hp[b].sampling.temperature = st.t;
+          hp[b].sampling.top_p = st.top_p;
+          hp[b].sampling.seed = static_cast<uint64_t>(b);
         }
         TESSERA_CUDA_CHECK(cudaMemcpy(params, hp.data(), B * sizeof(tg::SampleParams), cudaMemcpyHostToDevice));
         const double ms = median_ms([&](int) {

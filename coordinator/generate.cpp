@@ -4,7 +4,6 @@
 #include <algorithm>
 
 #include "common/check.h"
-#include "worker/sampling_wire.h"
 
 namespace tessera::coordinator {
 namespace {
@@ -85,7 +84,7 @@ std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const Mod
               plan.prefill_tokens.begin() + static_cast<int64_t>(s.index) * plan.prefill_cols + pad);
     plan.prefill_pad.push_back(pad);
     plan.prefill_slots.push_back(s.slot);
-    plan.prefill_sampling.push_back(worker::to_seq_sampling(requests[s.index].sampling));
+    plan.prefill_sampling.push_back(requests[s.index].sampling);
   }
 
   while (!running.empty()) {

@@ -13,14 +13,14 @@
 #include <vector>
 
 #include "parallel/transport.h"
-#include "worker/sampler.h"
+#include "common/sampling.h"
 
 namespace tessera::coordinator {
 
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // non-empty
   int32_t max_tokens = 16;      // >= 1
-  sampler::SamplingParams sampling;
+  SamplingParams sampling;
   std::vector<int32_t> stop_ids;  // generation ends after emitting one of these (it is kept in the output)
 };
 

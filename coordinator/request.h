@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/sampler.h"
+#include "common/sampling.h"
 
 namespace tessera::coordinator {
 
@@ -50,7 +50,7 @@ struct Request {
   std::vector<int32_t> prompt;  // non-empty, validated against the vocabulary and the context
   int32_t max_tokens = 16;
   int32_t n = 1;  // sequences; sequence i samples with seed + i
-  sampler::SamplingParams sampling;
+  SamplingParams sampling;
   std::vector<int32_t> stop_ids;  // token ids that end a sequence (eos, <|im_end|>) unless ignore_eos
   SteadyClock::time_point arrival = SteadyClock::now();
   SteadyClock::time_point deadline = SteadyClock::time_point::max();  // per-request timeout → abort

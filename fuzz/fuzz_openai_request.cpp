@@ -74,7 +74,7 @@ void check_params(const api::CompletionParams& p, bool chat) {
   FUZZ_ASSERT(kTarget, s.top_k >= -1, std::to_string(s.top_k));
   FUZZ_ASSERT(kTarget, s.presence_penalty >= -2.0f && s.presence_penalty <= 2.0f, "presence_penalty");
   FUZZ_ASSERT(kTarget, s.frequency_penalty >= -2.0f && s.frequency_penalty <= 2.0f, "frequency_penalty");
-  FUZZ_ASSERT(kTarget, s.n_logprobs >= 0 && s.n_logprobs <= tessera::sampler::kMaxLogprobs, "n_logprobs");
+  FUZZ_ASSERT(kTarget, s.n_logprobs >= 0 && s.n_logprobs <= tessera::kMaxLogprobs, "n_logprobs");
   FUZZ_ASSERT(kTarget, p.stop.size() <= 16, std::to_string(p.stop.size()) + " stop strings");
   for (const auto& stop : p.stop) FUZZ_ASSERT(kTarget, !stop.empty() && stop.size() <= 256, "stop string");
   FUZZ_ASSERT(kTarget, !p.echo || p.echo_texts.size() == p.prompts.size(), "echo texts");

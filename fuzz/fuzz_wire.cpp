@@ -14,7 +14,7 @@
 
 namespace {
 
-using tessera::parallel::SeqSampling;
+using tessera::SamplingParams;
 using tessera::parallel::StepPlan;
 using tessera::parallel::StepResult;
 using tessera::parallel::TopLogprob;
@@ -24,7 +24,7 @@ bool same_bits(const T& a, const T& b) {
   return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
 
-bool same(const SeqSampling& a, const SeqSampling& b) {
+bool same(const SamplingParams& a, const SamplingParams& b) {
   // Field by field: the struct has padding, which the wire carries as it finds it.
   return same_bits(a.temperature, b.temperature) && same_bits(a.top_p, b.top_p) && a.top_k == b.top_k &&
          same_bits(a.presence_penalty, b.presence_penalty) && same_bits(a.frequency_penalty, b.frequency_penalty) &&

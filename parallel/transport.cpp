@@ -122,7 +122,7 @@ StepPlan decode_plan(std::span<const uint8_t> bytes) {
   p.prefill_tokens = r.get_vec<int32_t>();
   p.prefill_pad = r.get_vec<int32_t>();
   p.prefill_slots = r.get_vec<int32_t>();
-  p.prefill_sampling = r.get_vec<SeqSampling>();
+  p.prefill_sampling = r.get_vec<SamplingParams>();
   p.decode_tokens = r.get_vec<int32_t>();
   p.decode_slots = r.get_vec<int32_t>();
   p.decode_positions = r.get_vec<int32_t>();

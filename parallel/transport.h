@@ -14,19 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "common/sampling.h"
+
 namespace tessera::parallel {
 
 inline constexpr uint32_t kWireMagic = 0x54455353;  // "TESS"
 // 2: StepResult carries n_slots (the KV slots a kConfigure allocated).
 inline constexpr uint32_t kWireVersion = 2;
-
-struct SeqSampling {
-  float temperature = 0.0f, top_p = 1.0f;
-  int32_t top_k = -1;
-  float presence_penalty = 0.0f, frequency_penalty = 0.0f;
-  uint64_t seed = 0;
-  int32_t n_logprobs = 0;
-};
 
 struct StepPlan {
   enum class Kind : uint32_t { kStep = 1, kConfigure = 2, kShutdown = 3 };
@@ -40,7 +34,7 @@ struct StepPlan {
   std::vector<int32_t> prefill_tokens;                                 // [B, L] left-padded
   std::vector<int32_t> prefill_pad;                                    // [B]
   std::vector<int32_t> prefill_slots;                                  // [B]
-  std::vector<SeqSampling> prefill_sampling;                           // [B]
+  std::vector<SamplingParams> prefill_sampling;                        // [B], sent as bytes
   std::vector<int32_t> decode_tokens, decode_slots, decode_positions;  // [D]
   int64_t n_rows() const { return static_cast<int64_t>(prefill_pad.size() + decode_tokens.size()); }
 };

@@ -73,7 +73,7 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
     g.slots = plan.prefill_slots;
     for (size_t b = 0; b < g.slots.size(); ++b) {
       check_slot(g.slots[b]);
-      slots_[static_cast<size_t>(g.slots[b])] = SlotState{to_sampling_params(plan.prefill_sampling[b]), 0, {}};
+      slots_[static_cast<size_t>(g.slots[b])] = SlotState{plan.prefill_sampling[b], 0, {}};
     }
     const auto results = runner_.prefill_and_sample(g, requests(g.slots));
     if (tp_rank_ == 0) record(results, g.slots, out);

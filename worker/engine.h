@@ -13,7 +13,7 @@
 
 #include "parallel/transport.h"
 #include "worker/model_runner.h"
-#include "worker/sampling_wire.h"
+#include "worker/sampler.h"
 #include "worker/sampler.h"
 
 namespace tessera::worker {
@@ -28,7 +28,7 @@ class Engine {
 
  private:
   struct SlotState {
-    sampler::SamplingParams params;
+    SamplingParams params;
     uint64_t step = 0;  // tokens generated so far
     std::unordered_map<int32_t, int32_t> counts;
   };

@@ -22,7 +22,7 @@ namespace tessera::worker {
 // One row to sample: the sequence's settings, its decode step and its generated-token counts. The engine owns
 // the state; the pointers are valid for the call.
 struct SampleRequest {
-  const sampler::SamplingParams* params = nullptr;
+  const SamplingParams* params = nullptr;
   uint64_t step = 0;
   const std::unordered_map<int32_t, int32_t>* counts = nullptr;
 };

@@ -280,23 +280,6 @@ int32_t draw(std::span<const float> z, const SamplingParams& p, uint64_t step, s
 
 }  // namespace
 
-void SamplingParams::validate() const {
-  if (!(std::isfinite(temperature) && temperature >= 0.0f)) {
-    throw Error("temperature must be >= 0 and finite, got " + show(temperature));
-  }
-  if (!(top_p > 0.0f && top_p <= 1.0f)) throw Error("top_p must be in (0, 1], got " + show(top_p));
-  if (top_k < -1) throw Error("top_k must be -1 or 0 (off) or >= 1, got " + std::to_string(top_k));
-  if (!(presence_penalty >= -kMaxPenalty && presence_penalty <= kMaxPenalty)) {
-    throw Error("presence_penalty must be in [-2, 2], got " + show(presence_penalty));
-  }
-  if (!(frequency_penalty >= -kMaxPenalty && frequency_penalty <= kMaxPenalty)) {
-    throw Error("frequency_penalty must be in [-2, 2], got " + show(frequency_penalty));
-  }
-  if (n_logprobs < 0 || n_logprobs > kMaxLogprobs) {
-    throw Error("n_logprobs must be in [0, 20], got " + std::to_string(n_logprobs));
-  }
-}
-
 SampleResult sample(std::span<const float> logits, const SamplingParams& p, uint64_t step,
                     const std::unordered_map<int32_t, int32_t>& generated_counts) {
   p.validate();

@@ -26,7 +26,8 @@
 //   when T != 1 or a penalty applies); a weight histogram bounds which tokens the top-k / top-p / CDF walks
 //   can reach, only those are gathered, and among them a sorted prefix grows as the walk needs it. No full
 //   sort happens unless the distribution is nearly flat (all weights within 1/8 octave).
-// Errors: invalid parameters and non-finite logits throw tessera::Error naming the field / index.
+// Errors: invalid parameters (SamplingParams::validate, common/sampling.h) and non-finite logits throw
+// tessera::Error naming the field / index.
 // A token id out of range in generated_counts is a caller bug (TESSERA_CHECK).
 // Thread-safety: sample() is reentrant (scratch buffers are thread_local).
 #pragma once
@@ -37,30 +38,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/sampling.h"
+
 namespace tessera::sampler {
-
-// Temperatures below this sample greedily (vLLM's _SAMPLING_EPS): dividing by them would only turn
-// the distribution into a numerically noisy argmax.
-inline constexpr float kGreedyTemperature = 1e-5f;
-inline constexpr int32_t kMaxLogprobs = 20;
-inline constexpr float kMaxPenalty = 2.0f;  // OpenAI's range for both penalties is [-2, 2]
-
-struct SamplingParams {
-  float temperature = 1.0f;        // >= 0; < kGreedyTemperature → greedy
-  float top_p = 1.0f;              // (0, 1]; 1 → off
-  int32_t top_k = -1;              // -1 or 0 → off; >= vocab → off
-  float presence_penalty = 0.0f;   // [-2, 2], applied over generated tokens
-  float frequency_penalty = 0.0f;  // [-2, 2], applied over generated tokens
-  // Every seed is valid, 0 included. A request without a seed gets one chosen by the coordinator. Two
-  // sequences sampled with the same seed draw the same uniforms at the same steps.
-  uint64_t seed = 0;
-  int32_t n_logprobs = 0;  // top logprobs to return, 0..kMaxLogprobs
-
-  // Throws tessera::Error naming the offending field and value, e.g.
-  // "temperature must be >= 0 and finite, got -1".
-  void validate() const;
-  bool greedy() const { return temperature < kGreedyTemperature; }
-};
 
 struct SampleResult {
   int32_t token = -1;

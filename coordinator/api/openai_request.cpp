@@ -226,12 +226,15 @@ CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& 
 
   // --- sampling ---
   p.n = static_cast<int32_t>(integer(body, "n", 1, 1, limits.max_n));
-  p.sampling.temperature = static_cast<float>(number(body, "temperature", 1.0, 0.0, 2.0));
+  // The ranges are common/sampling.h's (SamplingParams::validate, which the scheduler runs again), except
+  // temperature, which OpenAI's API caps at 2 (the sampler takes any finite value >= 0).
+  constexpr double kApiMaxTemperature = 2.0;
+  p.sampling.temperature = static_cast<float>(number(body, "temperature", 1.0, 0.0, kApiMaxTemperature));
   p.sampling.top_p = static_cast<float>(number(body, "top_p", 1.0, 0.0, 1.0));
   if (p.sampling.top_p <= 0.0f) bad("top_p", "must be in (0, 1], got 0");
   p.sampling.top_k = static_cast<int32_t>(integer(body, "top_k", -1, -1, INT32_MAX));
-  p.sampling.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -2.0, 2.0));
-  p.sampling.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -2.0, 2.0));
+  p.sampling.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -kMaxPenalty, kMaxPenalty));
+  p.sampling.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -kMaxPenalty, kMaxPenalty));
   if (const json* seed = field(body, "seed")) {
     if (!seed->is_number_integer()) bad("seed", "must be an integer, got " + describe_value(*seed));
     p.sampling.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
@@ -241,13 +244,13 @@ CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& 
   }
   if (chat) {
     p.logprobs = boolean(body, "logprobs", false);
-    p.sampling.n_logprobs = static_cast<int32_t>(integer(body, "top_logprobs", 0, 0, sampler::kMaxLogprobs));
+    p.sampling.n_logprobs = static_cast<int32_t>(integer(body, "top_logprobs", 0, 0, kMaxLogprobs));
     if (p.sampling.n_logprobs > 0 && !p.logprobs) bad("top_logprobs", "needs 'logprobs': true");
   } else if (const json* lp = field(body, "logprobs")) {
     if (lp->is_boolean()) {
       p.logprobs = lp->get<bool>();
     } else {
-      p.sampling.n_logprobs = static_cast<int32_t>(integer(body, "logprobs", 0, 0, sampler::kMaxLogprobs));
+      p.sampling.n_logprobs = static_cast<int32_t>(integer(body, "logprobs", 0, 0, kMaxLogprobs));
       p.logprobs = true;
     }
   }

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "coordinator/tokenizer/tokenizer.h"
-#include "worker/sampler.h"
+#include "common/sampling.h"
 
 namespace tessera::coordinator::api {
 
@@ -34,8 +34,8 @@ struct CompletionParams {
   std::vector<std::string> echo_texts;        // per prompt, when echo
   int32_t max_tokens = 16;
   int32_t n = 1;
-  sampler::SamplingParams sampling;  // seed: the request's, or random
-  bool logprobs = false;             // return logprobs (sampling.n_logprobs of top alternatives)
+  SamplingParams sampling;  // seed: the request's, or random
+  bool logprobs = false;    // return logprobs (sampling.n_logprobs of top alternatives)
   bool echo = false, ignore_eos = false, stream = false, include_usage = false, return_token_ids = false;
   std::vector<std::string> stop;
   std::string user;

@@ -9,7 +9,6 @@
 #include "common/check.h"
 #include "coordinator/scheduler/prefill_group_former.h"
 #include "monitoring/metrics.h"
-#include "worker/sampling_wire.h"
 
 // Metrics are optional (null in tests and tools): every call goes through this one guard.
 #define TESSERA_METRIC(call)      \
@@ -23,8 +22,8 @@ namespace {
 double seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Sequence `seq` of a request samples with seed + seq.
-parallel::SeqSampling wire_sampling(const sampler::SamplingParams& p, int32_t seq) {
-  parallel::SeqSampling s = worker::to_seq_sampling(p);
+SamplingParams wire_sampling(const SamplingParams& p, int32_t seq) {
+  SamplingParams s = p;
   s.seed += static_cast<uint64_t>(seq);
   return s;
 }

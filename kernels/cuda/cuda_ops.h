@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/sampling.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace tessera::gpu {
@@ -121,18 +122,13 @@ Status attention_decode(const void* q, int64_t q_stride, const void* cache_k, co
                         size_t workspace_bytes, DType dtype, cudaStream_t stream);
 
 // --- sampling (sampling.cu; algorithm, cost and precision in sampling.cuh and docs/cuda-kernels.md) ------------
-// One row's sampling request: worker/sampler.h's SamplingParams plus the decode step (device array [B]).
+// One row's sampling request (device array [B]): the sequence's settings (common/sampling.h, validated on the
+// device by the same SamplingParams::first_invalid) and its decode step: u = philox::sampling_uniform(seed, step, 0).
 struct SampleParams {
-  float temperature = 1.0f;        // < 1e-5 (sampler::kGreedyTemperature): greedy
-  float top_p = 1.0f;              // (0, 1]
-  int32_t top_k = -1;              // -1 / 0: off
-  float presence_penalty = 0.0f;   // [-2, 2], over the row's generated tokens
-  float frequency_penalty = 0.0f;  // [-2, 2]
-  int32_t n_logprobs = 0;          // 0 .. kSampleMaxLogprobs
-  uint64_t seed = 0;               // u = philox::sampling_uniform(seed, step, 0)
+  SamplingParams sampling;
   uint64_t step = 0;
 };
-inline constexpr int kSampleMaxLogprobs = 20;
+inline constexpr int kSampleMaxLogprobs = kMaxLogprobs;
 
 enum class SampleError : int32_t {
   kNone = 0,

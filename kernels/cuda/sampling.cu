@@ -24,13 +24,6 @@ namespace {
 
 using namespace sampling;
 
-__device__ __forceinline__ bool params_ok(const SampleParams& p) {
-  return isfinite(p.temperature) && p.temperature >= 0.0f && p.top_p > 0.0f && p.top_p <= 1.0f && p.top_k >= -1 &&
-         p.presence_penalty >= -kMaxPenalty && p.presence_penalty <= kMaxPenalty &&
-         p.frequency_penalty >= -kMaxPenalty && p.frequency_penalty <= kMaxPenalty && p.n_logprobs >= 0 &&
-         p.n_logprobs <= kSampleMaxLogprobs;
-}
-
 // grid: [B], block: [kThreads]. masks: [B, ceil(V / 32)] (used by rows with penalties).
 __global__ void __launch_bounds__(kThreads, 1)
     sample_kernel(const float* __restrict__ logits, int32_t V, const SampleParams* __restrict__ params,
@@ -40,7 +33,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ Smem s;
   const int64_t row = blockIdx.x;
   const int tid = static_cast<int>(threadIdx.x);
-  const SampleParams p = params[row];
+  const SamplingParams p = params[row].sampling;
+  const uint64_t step = params[row].step;
   SampleOut* o = out + row;
   int n_passes = 0;
   // Every branch to fail() below is uniform over the block (it reads values every thread holds).
@@ -55,7 +49,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       o->n_passes = n_passes;
     }
   };
-  if (!params_ok(p)) return fail(SampleError::kBadParams, -1, 0.0f);
+  if (p.first_invalid() != nullptr) return fail(SampleError::kBadParams, -1, 0.0f);
 
   Row r{logits + row * V, V, nullptr, nullptr, nullptr, 0, p.presence_penalty, p.frequency_penalty};
 
@@ -114,8 +108,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   raw_max = block_reduce(raw_max, FmaxOp{}, s);
   zmax = block_reduce(zmax, FmaxOp{}, s);
 
-  const bool greedy = p.temperature < kGreedyTemperature || p.top_k == 1;  // top-k 1 keeps the argmax alone
-  const float inv_t = greedy ? 1.0f : __frcp_rn(p.temperature);            // == 1.0f / T, correctly rounded
+  const bool greedy = p.greedy() || p.top_k == 1;                // top-k 1 keeps the argmax alone
+  const float inv_t = greedy ? 1.0f : __frcp_rn(p.temperature);  // == 1.0f / T, correctly rounded
   const View raw_view{false, raw_max, 1.0f, 0.0};
   const View z_view{penalized, zmax, inv_t, ldexp(1.0, mass_bits)};
   // No penalty and T = 1: the sampling weights and bins are the raw ones (one expf per token, one histogram).
@@ -178,7 +172,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         return fail(SampleError::kInternal, 2, 0.0f);
       kept = pick.mass_before + pick.q;
     }
-    const float u = philox::sampling_uniform(p.seed, p.step, 0);
+    const float u = philox::sampling_uniform(p.seed, step, 0);
     if (!select(r, z_view, s.bin_n, s.bin_mass, true, target_above(u, kept), s, pick, n_passes))
       return fail(SampleError::kInternal, 3, 0.0f);
     token = id_of(pick.key);

@@ -23,8 +23,6 @@ constexpr float kBinsPerNat = 11.5415602f;  // 8 / ln 2: a bin is 1/8 octave of 
 constexpr int kDigitBits = 8;
 constexpr int kDigits = 1 << kDigitBits;
 constexpr int kCap = kSampleCandidates;
-constexpr float kGreedyTemperature = 1e-5f;  // worker/sampler.h's kGreedyTemperature
-constexpr float kMaxPenalty = 2.0f;
 
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "block reductions fold one value per warp");
 static_assert(kBins % 32 == 0 && kDigits % 32 == 0, "find_bucket gives each lane an equal slice");

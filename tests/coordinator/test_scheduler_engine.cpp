@@ -163,7 +163,7 @@ class SchedulerEngine : public testing::Test {
     EXPECT_EQ(run_error_, "");
   }
   // What a request gets alone: the simple batch loop, one request, its own KV cache.
-  std::vector<int32_t> alone(const std::vector<int32_t>& prompt, int32_t max_tokens, sampler::SamplingParams sp,
+  std::vector<int32_t> alone(const std::vector<int32_t>& prompt, int32_t max_tokens, SamplingParams sp,
                              std::vector<int32_t> stop_ids = {}) {
     worker::CpuRunner runner(*model_);
     worker::LocalDispatcher d(runner);
@@ -221,7 +221,7 @@ TEST_F(SchedulerEngine, SixtyFourConcurrentGreedyRequestsGetTheirTokensAlone) {
     FinishReason reason;
   };
   std::vector<Case> cases(64);
-  sampler::SamplingParams greedy;
+  SamplingParams greedy;
   greedy.temperature = 0.0f;
   for (size_t i = 0; i < cases.size(); ++i) {
     Case& c = cases[i];
@@ -301,7 +301,7 @@ TEST_F(SchedulerEngine, SeededSamplingWithNSequencesMatchesEachSeedAlone) {
   for (size_t i = 0; i < cases.size(); ++i) ASSERT_TRUE(sinks[i]->wait_finished());
   for (size_t i = 0; i < cases.size(); ++i) {
     for (int32_t j = 0; j < cases[i].n; ++j) {
-      sampler::SamplingParams sp;
+      SamplingParams sp;
       sp.temperature = 0.9f;
       sp.top_p = 0.95f;
       sp.seed = cases[i].seed + static_cast<uint64_t>(j);
@@ -318,7 +318,7 @@ TEST_F(SchedulerEngine, SeededSamplingWithNSequencesMatchesEachSeedAlone) {
 }
 
 TEST_F(SchedulerEngine, CancelMidGenerationFreesTheSlotForLaterRequests) {
-  sampler::SamplingParams greedy;
+  SamplingParams greedy;
   greedy.temperature = 0.0f;
   const auto expect = alone({9, 8, 7}, 10, greedy);  // before the scheduler runs the shared model
   start_scheduler(options(2));
@@ -432,7 +432,7 @@ TEST_F(SchedulerEngine, RunsWithTheSlotsTheWorkersCouldAllocate) {
   for (auto& s : sinks) ASSERT_TRUE(s->wait_finished());
   sched.stop();
   loop.join();
-  sampler::SamplingParams greedy;
+  SamplingParams greedy;
   greedy.temperature = 0.0f;
   for (size_t i = 0; i < sinks.size(); ++i) EXPECT_EQ(sinks[i]->tokens[0], alone(prompts[i], 6, greedy)) << i;
   std::lock_guard lk(spy.mu);

@@ -92,7 +92,7 @@ TEST(Backend, CpuModelThroughTheEngineIsTheTransformer) {
   p.prefill_tokens = prompt;
   p.prefill_pad = {0};
   p.prefill_slots = {2};
-  p.prefill_sampling = {parallel::SeqSampling{}};
+  p.prefill_sampling = {SamplingParams{.temperature = 0.0f}};
   const int32_t first = engine.execute(p).tokens.at(0);
 
   auto cache = direct.make_cache(1, 64);

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
       runner = std::move(cuda);
     }
     // Greedy rows for the engine's sampling path (--device-sampling; on the CPU it samples on the host).
-    sampler::SamplingParams greedy;
+    SamplingParams greedy;
     greedy.temperature = 0.0f;
     const std::unordered_map<int32_t, int32_t> no_counts;
     const std::vector<worker::SampleRequest> rows(static_cast<size_t>(B),

@@ -45,7 +45,7 @@ std::vector<int32_t> engine_greedy(worker::ModelRunner& runner, const std::vecto
   p.prefill_tokens = prompt;
   p.prefill_pad = {0};
   p.prefill_slots = {1};
-  p.prefill_sampling = {parallel::SeqSampling{}};  // temperature 0: greedy
+  p.prefill_sampling = {SamplingParams{.temperature = 0.0f}};  // temperature 0: greedy
   std::vector<int32_t> out{engine.execute(p).tokens.at(0)};
   auto pos = static_cast<int32_t>(prompt.size());
   while (static_cast<int>(out.size()) < n) {

@@ -322,14 +322,14 @@ TEST(CudaRunner, DeviceSamplingMatchesHostSamplingThroughTheEngine) {
     plan.prefill_tokens = group.tokens;
     plan.prefill_pad = group.pad;
     plan.prefill_slots = slots;
-    std::vector<sampler::SamplingParams> params;
+    std::vector<SamplingParams> params;
     for (int64_t b = 0; b < R; ++b) {
       const Setting& st = settings[b];
-      const parallel::SeqSampling s{st.t,         st.top_p,     st.top_k,
-                                    st.presence,  st.frequency, static_cast<uint64_t>(1000 * model_index + b),
-                                    st.n_logprobs};
+      const SamplingParams s{st.t,         st.top_p,     st.top_k,
+                             st.presence,  st.frequency, static_cast<uint64_t>(1000 * model_index + b),
+                             st.n_logprobs};
       plan.prefill_sampling.push_back(s);
-      params.push_back(worker::to_sampling_params(s));
+      params.push_back(s);
     }
     std::vector<std::unordered_map<int32_t, int32_t>> counts(static_cast<size_t>(R));  // the host engine's tokens
     std::vector<bool> compared(static_cast<size_t>(R), true);

@@ -40,7 +40,7 @@ inline double boundary_distance(const std::vector<double>& cum, size_t index, do
 }
 inline bool near(double distance, double target) { return distance <= kBoundaryRel * target + kBoundaryAbs; }
 
-inline Reference reference(std::span<const float> logits, const sampler::SamplingParams& p, uint64_t step,
+inline Reference reference(std::span<const float> logits, const SamplingParams& p, uint64_t step,
                            const std::unordered_map<int32_t, int32_t>& counts) {
   std::vector<float> z(logits.begin(), logits.end());
   if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
@@ -51,7 +51,7 @@ inline Reference reference(std::span<const float> logits, const sampler::Samplin
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b]; });
   Reference r;
-  if (p.temperature < sampler::kGreedyTemperature) {
+  if (p.temperature < kGreedyTemperature) {
     r.token = order[0];
     r.greedy = true;
     return r;

@@ -32,7 +32,6 @@
 #include "kernels/philox.h"
 #include "tests/kernels/sampling_reference.h"
 #include "tests/kernels/test_cuda_util.h"
-#include "worker/cuda/device_sampling.h"
 #include "worker/sampler.h"
 
 namespace tessera::gpu::testing {
@@ -80,14 +79,12 @@ class DeviceArray {
 
 struct RowCase {
   std::vector<float> logits;  // [V]
-  sampler::SamplingParams p;
+  SamplingParams p;
   uint64_t step = 0;
   Counts counts;
 };
 
-SampleParams to_device(const sampler::SamplingParams& p, uint64_t step) {
-  return worker::device_sample_params(p, step);
-}
+SampleParams to_device(const SamplingParams& p, uint64_t step) { return SampleParams{p, step}; }
 
 // Every row through one sample_tokens call (all rows of one V). Outputs and the workspace are poisoned first:
 // the kernel must write every output field and clear the bitmaps it uses.
@@ -182,9 +179,9 @@ std::vector<float> make_logits(Dist d, int64_t V, uint32_t seed) {
 }
 
 // A random mix of the settings the issue lists, one per row.
-sampler::SamplingParams make_params(int64_t V, std::mt19937& rng) {
+SamplingParams make_params(int64_t V, std::mt19937& rng) {
   auto pick = [&](const auto& options) { return options[rng() % options.size()]; };
-  sampler::SamplingParams p;
+  SamplingParams p;
   const std::vector<float> temps{0.0f, 0.3f, 0.7f, 1.0f, 1.0f, 1.5f};
   const std::vector<int64_t> ks{-1, -1, 0, 1, 5, 50, V - 1, V + 5};
   const std::vector<float> top_ps{1.0f, 1.0f, 0.05f, 0.5f, 0.9f};
@@ -222,9 +219,9 @@ struct Tally {
 // the top logprobs (a search and a gather). Refinement adds at least 2 (the bin's key range, one digit pass), so
 // more than this means a bin held more than kSampleCandidates tokens (top-k counts as a search whenever
 // top_k < V; it is skipped when fewer weights are positive, which only lowers the count).
-int base_passes(const sampler::SamplingParams& p, int64_t V) {
+int base_passes(const SamplingParams& p, int64_t V) {
   int n = 2;
-  const bool greedy = p.temperature < sampler::kGreedyTemperature || p.top_k == 1;
+  const bool greedy = p.temperature < kGreedyTemperature || p.top_k == 1;
   if (!greedy) {
     if (p.top_k >= 1 && p.top_k < V) ++n;
     if (p.top_p < 1.0f) ++n;
@@ -458,7 +455,7 @@ TEST(CudaSampling, BadPenaltyEntriesAreReported) {
   std::vector<float> all;
   for (int b = 0; b < 3; ++b) all.insert(all.end(), x.begin(), x.end());
   SampleParams p;
-  p.presence_penalty = 1.0f;
+  p.sampling.presence_penalty = 1.0f;
   const std::vector<SampleParams> params(3, p);
   // Row 0: fine. Row 1: token 100 (outside V). Row 2: token 5 twice (reported: the smallest repeated token's first
   // entry, whichever thread saw the repeat).

@@ -211,6 +211,13 @@ class TinyServer {
       const int n = body.value("max_tokens", 16);
       const int prompt_len =
           body.contains("prompt") && body["prompt"].is_array() ? static_cast<int>(body["prompt"].size()) : 3;
+      // Leaves the count before the last bytes go out: the client cannot have seen this request end (and
+      // started its next one) before that, so in-flight is never overstated on a loaded machine.
+      bool counted = true;
+      auto leave = [&] {
+        if (counted) --in_flight_;
+        counted = false;
+      };
       try {
         net::write(socket, net::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                                    "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")));
@@ -233,11 +240,12 @@ class TinyServer {
                                      {"usage", {{"prompt_tokens", prompt_len}, {"completion_tokens", n}}}}
                                     .dump() +
                                 "\n\n");
+        leave();
         write_chunk(socket, "data: [DONE]\n\n");
         net::write(socket, net::buffer(std::string("0\r\n\r\n")));
       } catch (...) {
       }
-      --in_flight_;
+      leave();
       ++completions_;
       return;
     }

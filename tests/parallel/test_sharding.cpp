@@ -82,7 +82,8 @@ StepPlan sample_plan() {
   p.prefill_tokens = {0, 5, 6, 7, 8, 9};
   p.prefill_pad = {1, 0};
   p.prefill_slots = {0, 1};
-  p.prefill_sampling = {SeqSampling{0.7f, 0.9f, 40, 0.1f, 0.2f, 1234567890123ull, 2}, SeqSampling{}};
+  p.prefill_sampling = {SamplingParams{0.7f, 0.9f, 40, 0.1f, 0.2f, 1234567890123ull, 2},
+                        SamplingParams{.temperature = 0.0f}};
   p.decode_tokens = {11};
   p.decode_slots = {2};
   p.decode_positions = {17};

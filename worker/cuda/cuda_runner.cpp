@@ -13,7 +13,6 @@
 #include <string>
 
 #include "common/check.h"
-#include "worker/cuda/device_sampling.h"
 
 namespace tessera::worker {
 
@@ -669,8 +668,8 @@ Status CudaRunner::sample(const Scratch& s, int64_t B, const SampleJob& job) {
   std::vector<int32_t> offsets{0}, tokens, counts;
   for (int64_t b = 0; b < B; ++b) {
     const SampleRequest& r = job.rows[static_cast<size_t>(b)];
-    const sampler::SamplingParams& p = *r.params;
-    params[static_cast<size_t>(b)] = device_sample_params(p, r.step);
+    const SamplingParams& p = *r.params;
+    params[static_cast<size_t>(b)] = gpu::SampleParams{p, r.step};
     if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
       for (const auto& [t, n] : *r.counts) {
         if (n > 0) tokens.push_back(t), counts.push_back(n);

@@ -1,6 +1,6 @@
-// coordinator/generate.h — batch generation through a Dispatcher: the requests run as one pre-padded prefill
-// group, then as batched decode steps; a sequence that finishes leaves the batch at the next step and its
-// slot is released. (The serving scheduler of issue 4 generalizes this loop to requests arriving over time.)
+// coordinator/generate.h — batch generation through a Dispatcher, run by the serving Scheduler
+// (coordinator/scheduler): the same admission, pre-padded prefill groups, decode steps, result checks and
+// stop/length decisions as `tessera serve`, with every request queued up front and the queue drained.
 //
 // In: GenerateRequests (token ids + limits + sampling).  Out: the generated ids, their logprobs and why each
 // stopped.  Every sequence samples with its own (seed, step) stream on the workers, so its tokens do not

@@ -90,6 +90,15 @@ class Reader {
 
 }  // namespace
 
+void append_left_padded(std::vector<int32_t>& tokens, std::vector<int32_t>& pad, int32_t cols,
+                        std::span<const int32_t> prompt) {
+  const auto len = static_cast<int32_t>(prompt.size());
+  TESSERA_CHECK(len >= 1 && len <= cols);
+  tokens.insert(tokens.end(), static_cast<size_t>(cols - len), 0);
+  tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+  pad.push_back(cols - len);
+}
+
 std::vector<uint8_t> encode_plan(const StepPlan& p) {
   Writer w;
   w.put(static_cast<uint32_t>(p.kind));

@@ -56,6 +56,12 @@ struct StepResult {
   double step_seconds = 0.0, collective_seconds = 0.0;  // TP rank 0's timings of this step
 };
 
+// The one builder of pre-padded prefill rows: appends `prompt` left-padded to `cols` columns (pad token 0, which
+// no row attends to) to `tokens` ([B, cols] row-major) and its pad (cols - prompt length) to `pad`.
+// TESSERA_CHECKs that the prompt fits.
+void append_left_padded(std::vector<int32_t>& tokens, std::vector<int32_t>& pad, int32_t cols,
+                        std::span<const int32_t> prompt);
+
 std::vector<uint8_t> encode_plan(const StepPlan& plan);
 std::vector<uint8_t> encode_result(const StepResult& result);
 // Throw tessera::Error on a wrong magic, a version mismatch ("wire version 2, this build speaks 1") or a

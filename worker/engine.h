@@ -14,7 +14,6 @@
 #include "parallel/transport.h"
 #include "worker/model_runner.h"
 #include "worker/sampler.h"
-#include "worker/sampler.h"
 
 namespace tessera::worker {
 

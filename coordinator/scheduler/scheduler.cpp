@@ -245,6 +245,8 @@ void Scheduler::run() {
     {
       std::lock_guard lk(mu_);
       ++stats_.steps;
+      stats_.step_seconds += result.step_seconds;
+      stats_.collective_seconds += result.collective_seconds;
     }
     publish();
   }
@@ -276,9 +278,7 @@ void Scheduler::admit(std::vector<std::shared_ptr<Request>> requests, parallel::
       seq->index = i;
       seq->slot = slots_.acquire();
       seq->length = len;
-      plan.prefill_tokens.insert(plan.prefill_tokens.end(), static_cast<size_t>(cols - len), 0);
-      plan.prefill_tokens.insert(plan.prefill_tokens.end(), r->prompt.begin(), r->prompt.end());
-      plan.prefill_pad.push_back(cols - len);
+      parallel::append_left_padded(plan.prefill_tokens, plan.prefill_pad, cols, r->prompt);
       plan.prefill_slots.push_back(seq->slot);
       plan.prefill_sampling.push_back(wire_sampling(r->sampling, i));
       prompt_tokens += len;

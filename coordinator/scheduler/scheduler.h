@@ -54,7 +54,9 @@ struct SchedulerOptions {
 struct SchedulerStats {
   int32_t running = 0, waiting = 0;  // requests
   double kv_usage = 0.0;             // used slots / n_slots
-  uint64_t steps = 0;
+  uint64_t steps = 0;                // steps that ran rows
+  double step_seconds = 0.0;         // TP rank 0's time inside those steps, summed
+  double collective_seconds = 0.0;   // of which in all-reduces and gathers
 };
 
 class Scheduler {

@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "kernels/ops.h"
+#include "parallel/transport.h"
 
 namespace tessera::worker {
 
@@ -14,16 +15,8 @@ using model::Arch;
 PrefillGroup PrefillGroup::make(const std::vector<std::vector<int32_t>>& prompts, const std::vector<int32_t>& slots) {
   TESSERA_CHECK(prompts.size() == slots.size() && !prompts.empty());
   PrefillGroup g;
-  for (const auto& p : prompts) {
-    TESSERA_CHECK(!p.empty());
-    g.n_cols = std::max<int64_t>(g.n_cols, static_cast<int64_t>(p.size()));
-  }
-  g.tokens.assign(prompts.size() * static_cast<size_t>(g.n_cols), 0);
-  for (size_t b = 0; b < prompts.size(); ++b) {
-    const int64_t pad = g.n_cols - static_cast<int64_t>(prompts[b].size());
-    g.pad.push_back(static_cast<int32_t>(pad));
-    std::copy(prompts[b].begin(), prompts[b].end(), g.tokens.begin() + static_cast<int64_t>(b) * g.n_cols + pad);
-  }
+  for (const auto& p : prompts) g.n_cols = std::max<int64_t>(g.n_cols, static_cast<int64_t>(p.size()));
+  for (const auto& p : prompts) parallel::append_left_padded(g.tokens, g.pad, static_cast<int32_t>(g.n_cols), p);
   g.slots = slots;
   return g;
 }

@@ -1,4 +1,5 @@
-// kernels/ops.h — the one header the model includes: every op of a transformer forward pass.
+// kernels/ops.h — the CPU definition of every op of a transformer forward pass. The forward pass reaches them
+// through the op interface (kernels/backend.h, implemented on the CPU by kernels/cpu/cpu_backend.h).
 //
 // These are the CPU implementations (fp32, threaded, OpenBLAS for GEMMs). kernels/cuda/ implements the same
 // ops with the same argument order on device pointers (fp16/bf16/fp32 storage, fp32 accumulation), and each

@@ -1,15 +1,17 @@
-// worker/backend.cpp — see backend.h. The CUDA half lives in worker/cuda/cuda_backend.cpp (load_cuda_model),
-// linked in when the build has CUDA (TESSERA_WITH_CUDA).
+// worker/backend.cpp — see backend.h. The CUDA half is a library opened at run time (worker/cuda/cuda_plugin.h:
+// libtessera_cuda.so, built when the build has CUDA, TESSERA_WITH_CUDA), so nothing here links CUDA.
 #include "worker/backend.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 
 #include "common/check.h"
+#include "worker/cuda/cuda_plugin.h"
 #include "worker/model/weights.h"
-
-#ifdef TESSERA_WITH_CUDA
-#include "worker/cuda/cuda_backend.h"
-#endif
 
 namespace tessera::worker {
 namespace {
@@ -34,6 +36,68 @@ class CpuModel final : public LoadedModel {
   parallel::Communicator* comm_;
 };
 
+// Where libtessera_cuda.so is looked for: $TESSERA_CUDA_LIBRARY when set (only there), else next to the running
+// binary, else in the build tree that made this binary (tests run from its subfolders).
+std::vector<std::string> cuda_library_candidates() {
+  if (const char* env = std::getenv("TESSERA_CUDA_LIBRARY"); env != nullptr && *env != '\0') return {env};
+  std::vector<std::string> out;
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    std::string dir(exe, static_cast<size_t>(n));
+    dir.resize(dir.rfind('/') + 1);
+    out.push_back(dir + "libtessera_cuda.so");
+  }
+#ifdef TESSERA_CUDA_LIBRARY_BUILT
+  if (out.empty() || out.front() != TESSERA_CUDA_LIBRARY_BUILT) out.push_back(TESSERA_CUDA_LIBRARY_BUILT);
+#endif
+  return out;
+}
+
+struct PluginState {
+  const CudaPlugin* table = nullptr;
+  std::string why;  // why there is no table
+};
+
+// Opens the CUDA backend once per process (the handle is never closed: the models it makes live in it).
+const PluginState& cuda_plugin() {
+  static PluginState state;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!cuda_compiled()) {
+      state.why = "this tessera was built without the CUDA backend (no nvcc at build time, or -DTESSERA_CUDA=OFF)";
+      return;
+    }
+    std::string tried;
+    for (const std::string& path : cuda_library_candidates()) {
+      if (::access(path.c_str(), F_OK) != 0) {
+        tried += (tried.empty() ? "" : "; ") + path + ": no such file";
+        continue;
+      }
+      void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (h == nullptr) {
+        const char* err = ::dlerror();
+        tried += (tried.empty() ? "" : "; ") + path + ": " + (err != nullptr ? err : "dlopen failed");
+        continue;
+      }
+      using Entry = const CudaPlugin* (*)();
+      auto entry = reinterpret_cast<Entry>(::dlsym(h, "tessera_cuda_plugin"));
+      const CudaPlugin* t = entry != nullptr ? entry() : nullptr;
+      if (t == nullptr || t->abi_version != kCudaPluginAbi) {
+        tried += (tried.empty() ? "" : "; ") + path +
+                 ": not this build's CUDA backend (no tessera_cuda_plugin() of ABI " + std::to_string(kCudaPluginAbi) +
+                 ")";
+        ::dlclose(h);
+        continue;
+      }
+      state.table = t;
+      return;
+    }
+    state.why = "the CUDA backend library could not be loaded (" + tried + ")";
+  });
+  return state;
+}
+
 }  // namespace
 
 void BackendOptions::validate() const {
@@ -54,12 +118,19 @@ bool cuda_compiled() {
 }
 
 int cuda_device_count(std::string* why) {
-#ifdef TESSERA_WITH_CUDA
-  return cuda_devices_visible(why);
-#else
-  if (why) *why = "this tessera was built without the CUDA backend (no nvcc at build time, or -DTESSERA_CUDA=OFF)";
-  return 0;
-#endif
+  const PluginState& p = cuda_plugin();
+  if (p.table == nullptr) {
+    if (why) *why = p.why;
+    return 0;
+  }
+  return p.table->devices_visible(why);
+}
+
+DeviceCommFactory nccl_comm_factory(const void* mpi_comm) {
+  if (!cuda_compiled()) return {};  // a CPU build never opens the library
+  const PluginState& p = cuda_plugin();
+  if (p.table == nullptr || p.table->make_nccl == nullptr) return {};
+  return [make = p.table->make_nccl, mpi_comm](int device, void* stream) { return make(mpi_comm, device, stream); };
 }
 
 std::string resolve_backend(const BackendOptions& options) {
@@ -76,11 +147,7 @@ std::unique_ptr<LoadedModel> load_model(const LoadRequest& r) {
   TESSERA_CHECK(r.tp_size >= 1 && r.tp_rank >= 0 && r.tp_rank < r.tp_size);
   TESSERA_CHECK_MSG(r.tp_size == 1 || r.host_comm != nullptr, "TP > 1 needs the host communicator");
   if (resolve_backend(r.options) == "cpu") return std::make_unique<CpuModel>(r);
-#ifdef TESSERA_WITH_CUDA
-  return load_cuda_model(r);
-#else
-  throw Error("backend.kind cuda: not built with CUDA");  // resolve_backend() said cuda: unreachable
-#endif
+  return cuda_plugin().table->load(r);  // resolve_backend() said cuda: the library is loaded and sees a device
 }
 
 }  // namespace tessera::worker

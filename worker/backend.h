@@ -6,8 +6,9 @@
 // a factory for the device communicator (NCCL) and this worker's index among the workers on its node.
 // Out: a LoadedModel: a ModelRunner the Engine drives, plus what it owns (weights, stream, communicator).
 // Rules:
-// - auto picks cuda when this build has the CUDA backend and a device is visible, else cpu; cuda without one is
-//   an error that says which (not built with CUDA / no device visible, with the runtime's reason).
+// - auto picks cuda when this build has the CUDA backend, its library loads here and a device is visible, else cpu;
+//   cuda without one is an error that says which (not built with CUDA / library not loadable / no device visible,
+//   with the loader's or the runtime's reason).
 // - The CPU backend computes in fp32 whatever backend.dtype says; dtype is the GPU storage type (fp32 is the
 //   check mode, close to the CPU engine; bf16 / fp16 with fp32 accumulation for speed).
 // - A CUDA worker uses device (local_index mod devices visible): one GPU per worker process, in node order.
@@ -35,8 +36,10 @@ struct BackendOptions {
   void validate() const;  // throws tessera::Error naming the key: "backend.kind must be auto, cpu or cuda, ..."
 };
 
-bool cuda_compiled();  // this build has the CUDA backend
-// CUDA devices visible to this process; 0 when there are none or the build has no CUDA (`why` says which).
+bool cuda_compiled();  // this build made the CUDA backend library (libtessera_cuda.so)
+// CUDA devices visible to this process; 0 when there are none, the build has no CUDA or its library cannot be
+// loaded here (no CUDA runtime on this machine: `why` says which, with the loader's message). The first call opens
+// the library (worker/cuda/cuda_plugin.h); a process that never asks for CUDA never loads a CUDA library.
 int cuda_device_count(std::string* why = nullptr);
 // "cpu" or "cuda" for options.kind; throws when cuda is asked for and cannot run here.
 std::string resolve_backend(const BackendOptions& options);
@@ -54,6 +57,10 @@ class LoadedModel {
 // Makes the device communicator of a CUDA worker at TP > 1: (device, stream as cudaStream_t) → NCCL over the
 // workers' MPI communicator. Empty: the build has no NCCL (then CUDA at TP > 1 is an error).
 using DeviceCommFactory = std::function<std::unique_ptr<parallel::Communicator>(int device, void* stream)>;
+// The NCCL factory of the CUDA backend library over a worker group's MPI communicator (mpi_comm points at its
+// MPI_Comm, which must outlive the factory's use); empty when the build has no CUDA or no NCCL, or the library
+// cannot be loaded.
+DeviceCommFactory nccl_comm_factory(const void* mpi_comm);
 
 struct LoadRequest {
   std::string path;

@@ -9,10 +9,6 @@
 #include "parallel/mpi_dispatcher.h"
 #include "worker/engine.h"
 
-#ifdef TESSERA_WITH_NCCL
-#include "parallel/nccl_communicator.h"
-#endif
-
 namespace tessera::worker {
 namespace {
 
@@ -40,11 +36,7 @@ int run_worker(const parallel::Topology& topo, const std::string& model_path, co
     req.tp_size = tp_size;
     req.host_comm = host_comm.get();
     req.local_index = local_worker_index(topo.tensor);
-#ifdef TESSERA_WITH_NCCL
-    req.device_comm = [&topo](int device, void* stream) {
-      return parallel::make_nccl_communicator(topo.tensor, device, static_cast<cudaStream_t>(stream));
-    };
-#endif
+    if (resolve_backend(backend) == "cuda") req.device_comm = nccl_comm_factory(&topo.tensor);
     auto model = load_model(req);
     spdlog::info("tp rank {}/{}: {}", tp_rank, tp_size, model->describe());
     parallel::Communicator* comm = model->collectives() != nullptr ? model->collectives() : host_comm.get();

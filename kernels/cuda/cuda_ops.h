@@ -18,13 +18,15 @@
 
 #include "common/sampling.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/tensor.h"
 
 namespace tessera::gpu {
 
-// Storage type of activations, weights and the KV cache. F32 is the check mode (bitwise-close to the CPU path).
-enum class DType { F32, F16, BF16 };
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
-const char* dtype_name(DType t);
+// Storage type of activations, weights and the KV cache (kernels/tensor.h's, shared with the op interface). F32 is
+// the check mode (bitwise-close to the CPU path).
+using ops::DType;
+using ops::dtype_name;
+using ops::dtype_size;
 
 // dst[i] = src[i] rounded to nearest even in dtype (F32: copied exactly).  src: [n] fp32; dst: [n] in dtype (weight
 // upload: fp32 host tensors staged on the device, then stored in the storage type).

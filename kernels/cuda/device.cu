@@ -1,22 +1,10 @@
-// kernels/cuda/device.cu — small host helpers shared by the op entries: dtype names, the device's SM count.
+// kernels/cuda/device.cu — small host helpers shared by the op entries: the device's SM count.
 #include <mutex>
 #include <unordered_map>
 
 #include "kernels/cuda/common.cuh"
 
 namespace tessera::gpu {
-
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32:
-      return "f32";
-    case DType::F16:
-      return "f16";
-    case DType::BF16:
-      return "bf16";
-  }
-  return "?";
-}
 
 int device_sm_count() {
   static std::mutex mu;

@@ -1,19 +1,17 @@
-// worker/cuda/cuda_runner.h — the CUDA backend of ModelRunner: worker/model's Transformer on one GPU.
+// worker/cuda/cuda_runner.h — the CUDA backend of ModelRunner: the forward pass of worker/model/forward.h on one GPU,
+// through the CUDA op backend (cuda_ops_backend.h).
 //
 // In: one TP rank's ModelWeights (fp32, host), a storage dtype (F32: the check mode, close to the CPU engine;
 // BF16 / F16: fp32 accumulation, for speed), a Communicator over *device* buffers (NCCL) when TP > 1.
-// Out: prefill() / decode() return host fp32 logits [B, vocab] on TP rank 0, exactly as the CPU Transformer:
-// the same ops in the same order (fused residual norms, RoPE, KV write, attention, two all-reduces per layer,
-// vocabulary-parallel embedding, logits gathered to rank 0). prefill_and_sample() / decode_and_sample() sample
-// on the device instead (kernels/cuda sample_tokens over the gathered logits, TP rank 0 only): only one
-// SampleOut per row crosses PCIe, never the [B, vocab] logits.
-// Precision: the residual stream is fp32 in every mode (fused fp32 add + norm, kernels/cuda's *_mixed ops);
-// the matmul inputs and outputs, the KV cache and the normalized activations are in the storage dtype.
-// Memory: the weights in one device arena (one cudaMalloc, uploaded once), the activations in one scratch
-// arena (one cudaMalloc, re-made only when a larger group arrives; the sampler's buffers likewise in their own),
-// the KV cache in one pool (one cudaMalloc per configure()). No managed memory. All work runs on one stream (its
-// own, or the caller's so that an NCCL communicator can share it); each call synchronizes once, on the logits (or
-// the sampled rows') copy.
+// Out: prefill() / decode() return host fp32 logits [B, vocab] on TP rank 0, from the same forward pass as the CPU
+// Transformer. prefill_and_sample() / decode_and_sample() sample on the device instead (kernels/cuda sample_tokens
+// over the gathered logits, TP rank 0 only): only one SampleOut per row crosses PCIe, never the [B, vocab] logits.
+// What is the GPU's lives here, one file per stage: the weight upload into one device arena (weight_upload.cpp),
+// the KV pool sized from free memory and agreed over the TP ranks (kv_pool.cpp), the decode steps as CUDA graphs
+// (decode_graphs.cpp), device sampling (device_sampling.cpp); the op backend and its scratch arena
+// (cuda_ops_backend.cpp, device_arena.cpp). No managed memory. All work runs on one stream (its own, or the
+// caller's so that an NCCL communicator can share it); each call synchronizes once, on the logits (or the sampled
+// rows') copy.
 // Errors: every CUDA / cuBLAS call is checked where it happens; a failure throws tessera::Error with the
 // expression, file and line. Not thread-safe: one engine loop drives a runner.
 #pragma once
@@ -28,29 +26,15 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "worker/cuda/cuda_ops_backend.h"
+#include "worker/cuda/device_arena.h"
+#include "worker/model/forward.h"
 #include "worker/model_runner.h"
 
 namespace tessera::worker {
 
-// One cudaMalloc carved into 256-byte-aligned pieces. Move-only; frees on destruction.
-class DeviceArena {
- public:
-  DeviceArena() = default;
-  DeviceArena(const DeviceArena&) = delete;
-  DeviceArena& operator=(const DeviceArena&) = delete;
-  ~DeviceArena();
-  gpu::Status reserve(size_t bytes);  // frees what it held (the caller synchronizes first)
-  void* take(size_t bytes);           // bump allocation; aborts (a sizing bug) when it runs out
-  void reset() { used_ = 0; }
-  size_t capacity() const { return capacity_; }
-  size_t used() const { return used_; }
-  char* base() const { return base_; }
-  static size_t round_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
- private:
-  char* base_ = nullptr;
-  size_t capacity_ = 0, used_ = 0;
-};
+// A failed Status of a runner stage as tessera::Error("cuda runner: <what>: ...").
+inline void runner_check(const gpu::Status& s, const char* what) { throw_if_failed(s, "cuda runner", what); }
 
 // Bytes of K + V cache one slot of max_ctx tokens needs on this rank.
 size_t kv_bytes_per_slot(const model::ModelConfig& c, int64_t n_kv_heads_local, int64_t max_ctx, gpu::DType dtype);
@@ -101,38 +85,22 @@ class CudaRunner final : public ModelRunner {
   void set_kv_memory_fraction(double fraction);
 
  private:
-  struct LayerPtrs {
-    const void *attn_norm_w = nullptr, *attn_norm_b = nullptr, *wqkv = nullptr, *bqkv = nullptr, *wo = nullptr,
-               *bo = nullptr, *ffn_norm_w = nullptr, *ffn_norm_b = nullptr, *w_up = nullptr, *b_up = nullptr,
-               *w_down = nullptr, *b_down = nullptr;
-  };
-  struct Scratch;     // this call's activation pointers
-  struct SampleJob {  // run_prefill / run_decode sample on the device instead of returning logits
+  struct SampleJob {  // prefill / decode sample on the device instead of returning logits
     std::span<const SampleRequest> rows;
     std::vector<sampler::SampleResult>* results;
   };
 
-  gpu::Status upload(const model::ModelWeights& w);
-  gpu::Status ensure_scratch(int64_t n_rows, int64_t n_out, size_t workspace_bytes, Scratch& s);
-  gpu::Status run_prefill(const PrefillGroup& g, std::vector<float>& out, const SampleJob* job = nullptr);
-  gpu::Status run_decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
-                         const std::vector<int32_t>& positions, std::vector<float>& out,
-                         const SampleJob* job = nullptr);
-  template <typename Attend>
-  gpu::Status run_layers(const Scratch& s, int64_t n, Attend&& attend);
-  gpu::Status embed(const Scratch& s, int64_t n);
-  gpu::Status all_reduce(void* buf, int64_t count, bool f32 = false);         // f32: an fp32 buffer, else dtype
-  gpu::Status lm_head(const Scratch& s, const void* rows_normed, int64_t B);  // → s.logits_local
-  // After lm_head: s.logits_local → host logits [B, vocab] (gathered to rank 0), or the device sampler's results.
-  gpu::Status logits(const Scratch& s, int64_t B, std::vector<float>& out);
-  gpu::Status sample(const Scratch& s, int64_t B, const SampleJob& job);
-  // Runs `forward` (the decode step up to the logits, enqueued on stream_) through the CUDA graph of batch size B.
-  gpu::Status replay_decode_graph(int64_t B, const std::function<gpu::Status()>& forward);
+  ModelTensors upload(const model::ModelWeights& w);  // into weights_ (weight_upload.cpp)
+  void check_configured() const;
+  // The decode step from the embedding to the logits (`forward`, enqueued on stream_) through the CUDA graph of
+  // batch size B (decode_graphs.cpp).
+  gpu::Status replay_decode_graph(int64_t B, const std::function<void()>& forward);
   void drop_decode_graphs();
-  std::vector<int32_t> local_ids(const int32_t* tokens, int64_t n) const;
+  // After the forward pass: the step's logits (gathered to rank 0) → gpu::sample_tokens → job.results
+  // (device_sampling.cpp).
+  void sample(const ForwardStep& step, const SampleJob& job);
+  gpu::Status sample_rows(const ForwardStep& step, const SampleJob& job);
   int64_t agree_on_slots(int64_t n);  // the smallest n over the TP ranks (collective)
-  void* k_cache(int64_t l) const;
-  void* v_cache(int64_t l) const;
 
   model::ModelConfig config_;
   parallel::Shard shard_;
@@ -142,17 +110,14 @@ class CudaRunner final : public ModelRunner {
   parallel::Communicator* tp_;
   cudaStream_t stream_ = nullptr;
   bool own_stream_ = false;
-  void* cublas_ = nullptr;  // cublasHandle_t for the fp32-output logits GEMM
-  int n_sms_ = 0;
-  int64_t n_heads_ = 0, n_kv_heads_ = 0, n_ffn_ = 0, vocab_local_ = 0, qkv_cols_ = 0;
+  int64_t n_kv_heads_ = 0;  // this rank's
 
   DeviceArena weights_;
-  const void *wte_ = nullptr, *wpe_ = nullptr, *final_norm_w_ = nullptr, *final_norm_b_ = nullptr,
-             *out_matrix_ = nullptr;
-  std::vector<LayerPtrs> layers_;
-
-  DeviceArena scratch_;
+  DeviceArena scratch_;  // the forward pass's buffers (declared before ops_, which carves them)
   DeviceArena kv_;
+  std::vector<ops::KvLayer> kv_layers_;  // views of kv_, one per layer (configure())
+  std::unique_ptr<CudaOps> ops_;
+  std::unique_ptr<ForwardPass> forward_;
   DeviceArena sampling_;  // the sampler's inputs, outputs and workspace (re-made only when a larger call arrives)
   bool device_sampling_ = true;
   // CUDA graphs of the decode step, one per batch size (TP = 1).

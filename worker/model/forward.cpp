@@ -1,0 +1,300 @@
+// worker/model/forward.cpp — see forward.h: the layer loop over the residual stream, prefill and decode, the
+// logits, each exactly once for every backend.
+#include "worker/model/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/check.h"
+#include "parallel/transport.h"
+#include "worker/model/weights.h"
+
+namespace tessera::worker {
+
+using model::Arch;
+using ops::Tensor;
+
+PrefillGroup PrefillGroup::make(const std::vector<std::vector<int32_t>>& prompts, const std::vector<int32_t>& slots) {
+  TESSERA_CHECK(prompts.size() == slots.size() && !prompts.empty());
+  PrefillGroup g;
+  for (const auto& p : prompts) g.n_cols = std::max<int64_t>(g.n_cols, static_cast<int64_t>(p.size()));
+  for (const auto& p : prompts) parallel::append_left_padded(g.tokens, g.pad, static_cast<int32_t>(g.n_cols), p);
+  g.slots = slots;
+  return g;
+}
+
+ModelTensors place_weights(const model::ModelWeights& w, const PlaceWeight& place) {
+  const auto& c = w.config;
+  const auto& sh = w.shard;
+  const int64_t heads = sh.q_heads.size(), kv_heads = sh.kv_heads.size(), ffn = sh.ffn.size();
+  const int64_t qkv = (heads + 2 * kv_heads) * c.head_dim, vocab = sh.vocab.size();
+  const bool llama = c.arch == Arch::kLlama;
+  auto put = [&](const std::vector<float>& v, int64_t rows, int64_t cols, int64_t zero_rows = 0) -> Tensor {
+    if (v.empty()) return Tensor{};
+    TESSERA_CHECK_MSG(static_cast<int64_t>(v.size()) == rows * cols, "weight of " + std::to_string(v.size()) +
+                                                                         " values, expected " + std::to_string(rows) +
+                                                                         " x " + std::to_string(cols));
+    return place(v, rows, cols, zero_rows);
+  };
+  auto vec = [&](const std::vector<float>& v) { return put(v, 1, static_cast<int64_t>(v.size())); };
+  ModelTensors t;
+  t.wte = put(w.wte, vocab, c.hidden, sh.tp_size > 1 ? 1 : 0);
+  t.wpe = put(w.wpe, static_cast<int64_t>(w.wpe.size()) / std::max<int64_t>(c.hidden, 1), c.hidden);
+  t.final_norm_w = vec(w.final_norm_w);
+  t.final_norm_b = vec(w.final_norm_b);
+  t.out_matrix = w.lm_head.empty() ? t.wte : put(w.lm_head, vocab, c.hidden);
+  for (const auto& L : w.layers) {
+    LayerTensors l;
+    l.attn_norm_w = vec(L.attn_norm_w);
+    l.attn_norm_b = vec(L.attn_norm_b);
+    l.wqkv = put(L.wqkv, qkv, c.hidden);
+    l.bqkv = vec(L.bqkv);
+    l.wo = put(L.wo, c.hidden, heads * c.head_dim);
+    l.bo = vec(L.bo);
+    l.ffn_norm_w = vec(L.ffn_norm_w);
+    l.ffn_norm_b = vec(L.ffn_norm_b);
+    l.w_up = put(L.w_up, (llama ? 2 : 1) * ffn, c.hidden);
+    l.b_up = vec(L.b_up);
+    l.w_down = put(L.w_down, c.hidden, ffn);
+    l.b_down = vec(L.b_down);
+    t.layers.push_back(l);
+  }
+  return t;
+}
+
+ForwardPass::ForwardPass(const model::ModelConfig& config, const parallel::Shard& shard, ModelTensors weights,
+                         ops::Backend& backend, parallel::Communicator& tp)
+    : c_(config), shard_(shard), w_(std::move(weights)), be_(backend), tp_(tp) {
+  TESSERA_CHECK(tp_.size() == shard_.tp_size && tp_.rank() == shard_.tp_rank);
+  TESSERA_CHECK(static_cast<int64_t>(w_.layers.size()) == c_.n_layers && c_.n_layers > 0);
+  norm_ = c_.arch == Arch::kLlama ? ops::NormKind::kRms : ops::NormKind::kLayer;
+  n_heads_ = shard_.q_heads.size();
+  n_kv_heads_ = shard_.kv_heads.size();
+  n_ffn_ = shard_.ffn.size();
+  vocab_local_ = shard_.vocab.size();
+  qkv_cols_ = (n_heads_ + 2 * n_kv_heads_) * c_.head_dim;
+  attn_shape_ =
+      ops::AttentionShape{n_heads_, n_kv_heads_, c_.head_dim, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
+}
+
+// The call's buffers in one scratch request: the fp32 residual stream, the activations in act_dtype, the logits
+// (fp32), the index arrays and the attention workspace.
+void ForwardPass::prepare(int64_t n, int64_t B, size_t workspace_bytes) {
+  const ops::DType t = be_.act_dtype(), f32 = ops::DType::F32;
+  const size_t e = ops::dtype_size(t);
+  const bool llama = c_.arch == Arch::kLlama;
+  const int64_t q_cols = n_heads_ * c_.head_dim, ffn_cols = (llama ? 2 : 1) * n_ffn_;
+  const int64_t block = tp_.size() > 1 ? (c_.vocab + tp_.size() - 1) / tp_.size() : c_.vocab;
+  const size_t sizes[] = {static_cast<size_t>(n * c_.hidden) * sizeof(float),  // x
+                          static_cast<size_t>(n * c_.hidden) * e,              // h
+                          static_cast<size_t>(n * qkv_cols_) * e,              // qkv
+                          static_cast<size_t>(n * q_cols) * e,                 // attn
+                          static_cast<size_t>(n * c_.hidden) * e,              // proj
+                          static_cast<size_t>(n * ffn_cols) * e,               // ffn (gate|up)
+                          static_cast<size_t>(n * n_ffn_) * e,                 // ffn_act
+                          static_cast<size_t>(B * c_.hidden) * e,              // rows
+                          static_cast<size_t>(B * block) * sizeof(float),      // logits_local
+                          static_cast<size_t>(tp_.size() > 1 ? tp_.size() * B * block : 0) * sizeof(float),
+                          static_cast<size_t>(3 * n + 4 * B) * sizeof(int32_t),  // ints
+                          workspace_bytes};
+  void* p[std::size(sizes)];
+  be_.scratch(sizes, p);
+  x_ = Tensor::dense(p[0], f32, n, c_.hidden);
+  h_ = Tensor::dense(p[1], t, n, c_.hidden);
+  qkv_ = Tensor::dense(p[2], t, n, qkv_cols_);
+  attn_ = Tensor::dense(p[3], t, n, q_cols);
+  proj_ = Tensor::dense(p[4], t, n, c_.hidden);
+  ffn_ = Tensor::dense(p[5], t, n, ffn_cols);
+  ffn_act_ = Tensor::dense(p[6], t, n, n_ffn_);
+  rows_ = Tensor::dense(p[7], t, B, c_.hidden);
+  step_ = ForwardStep{};
+  step_.n = n;
+  step_.B = B;
+  step_.block = block;
+  step_.logits_local = Tensor{p[8], f32, B, vocab_local_, block};
+  step_.logits_all = tp_.size() > 1 ? static_cast<float*>(p[9]) : nullptr;
+  ints_ = static_cast<int32_t*>(p[10]);
+  workspace_ = workspace_bytes > 0 ? p[11] : nullptr;
+  workspace_bytes_ = workspace_bytes;
+}
+
+void ForwardPass::check_kv(std::span<const ops::KvLayer> kv) const {
+  TESSERA_CHECK(static_cast<int64_t>(kv.size()) == c_.n_layers);
+  TESSERA_CHECK_MSG(kv[0].n_slots > 0, "the KV cache is not configured");
+  TESSERA_CHECK(kv[0].n_kv_heads == n_kv_heads_ && kv[0].head_dim == c_.head_dim && kv[0].dtype == be_.act_dtype());
+}
+
+// Under TP the ids are local to the shard; a token another rank owns gets vocab_local (outside the table: a zero
+// row), and only rank 0 adds the positions, so that the fp32 all-reduce sums one embedding row and one position row.
+void ForwardPass::embed() {
+  const int64_t n = step_.n;
+  const Tensor wpe = tp_.rank() == 0 ? w_.wpe : Tensor{};
+  be_.embedding(ints_, ints_ + n, w_.wte, wpe, x_);
+  all_reduce(x_);
+}
+
+void ForwardPass::all_reduce(const Tensor& t) {
+  if (tp_.size() == 1) return;
+  const parallel::ElemType e = t.dtype == ops::DType::F32   ? parallel::ElemType::kF32
+                               : t.dtype == ops::DType::F16 ? parallel::ElemType::kF16
+                                                            : parallel::ElemType::kBF16;
+  TESSERA_CHECK(t.contiguous());
+  tp_.all_reduce_sum(t.data, t.numel(), e);
+}
+
+template <typename Attend>
+void ForwardPass::layers(std::span<const ops::KvLayer> kv, const int32_t* kv_slots, Attend&& attend) {
+  const int64_t q_cols = n_heads_ * c_.head_dim, kv_cols = n_kv_heads_ * c_.head_dim;
+  const int32_t* pos = ints_ + step_.n;
+  const bool rank0 = tp_.rank() == 0;
+  const bool llama = c_.arch == Arch::kLlama;
+  const Tensor q = qkv_.cols_from(0, q_cols), k = qkv_.cols_from(q_cols, kv_cols),
+               v = qkv_.cols_from(q_cols + kv_cols, kv_cols);
+  be_.norm(norm_, x_, w_.layers[0].attn_norm_w, w_.layers[0].attn_norm_b, h_, c_.norm_eps);
+  for (int64_t l = 0; l < c_.n_layers; ++l) {
+    const LayerTensors& L = w_.layers[static_cast<size_t>(l)];
+    be_.linear(h_, L.wqkv, L.bqkv, qkv_);  // [n, hidden] → [n, (heads + 2 kv_heads) · head_dim]
+    if (llama) {
+      be_.rope(q, pos, c_.head_dim, c_.rope_theta);
+      be_.rope(k, pos, c_.head_dim, c_.rope_theta);
+    }
+    be_.kv_write(k, v, kv_slots, pos, kv[static_cast<size_t>(l)]);
+    attend(q, k, v, kv[static_cast<size_t>(l)]);  // → attn_ [n, heads · head_dim]
+    // A partial sum over this rank's heads; rank 0 adds the replicated bias, so that the all-reduce adds it once.
+    be_.linear(attn_, L.wo, rank0 ? L.bo : Tensor{}, proj_);
+    all_reduce(proj_);
+    be_.add_norm(norm_, x_, proj_, L.ffn_norm_w, L.ffn_norm_b, h_, c_.norm_eps);
+    if (llama) {
+      be_.linear(h_, L.w_up, Tensor{}, ffn_);
+      be_.silu_mul(ffn_, ffn_act_);
+    } else {
+      be_.linear(h_, L.w_up, Tensor{}, ffn_act_);
+      be_.add_bias_gelu(ffn_act_, L.b_up);
+    }
+    be_.linear(ffn_act_, L.w_down, rank0 ? L.b_down : Tensor{}, proj_);
+    all_reduce(proj_);
+    // The next layer's fused residual add + norm; after the last layer the final norm (over every row: the rows
+    // the logits need are taken from h afterwards).
+    const bool last = l + 1 == c_.n_layers;
+    const Tensor& g = last ? w_.final_norm_w : w_.layers[static_cast<size_t>(l + 1)].attn_norm_w;
+    const Tensor& b = last ? w_.final_norm_b : w_.layers[static_cast<size_t>(l + 1)].attn_norm_b;
+    be_.add_norm(norm_, x_, proj_, g, b, h_, c_.norm_eps);
+  }
+}
+
+// rows_normed [B, hidden] → this rank's logits block [B, vocab shard] (fp32, never rounded to the storage type).
+void ForwardPass::lm_head(const Tensor& rows_normed) {
+  be_.linear(rows_normed, w_.out_matrix, Tensor{}, step_.logits_local);
+}
+
+const ForwardStep& ForwardPass::prefill(const PrefillGroup& g, std::span<const ops::KvLayer> kv) {
+  const int64_t B = g.n_rows(), L = g.n_cols, n = B * L;
+  TESSERA_CHECK(B > 0 && static_cast<int64_t>(g.tokens.size()) == n && static_cast<int64_t>(g.slots.size()) == B);
+  check_kv(kv);
+  TESSERA_CHECK(L <= kv[0].max_ctx && L <= c_.max_ctx);
+  prepare(n, B, 0);
+  // ints: ids [n] (local to the shard), positions [n], KV slots [n] (-1 on pad columns), pad [B]
+  host_ints_.assign(static_cast<size_t>(3 * n + B), 0);
+  int32_t *ids = host_ints_.data(), *pos = ids + n, *kv_slots = pos + n, *pad = kv_slots + n;
+  const auto [v0, v1] = shard_.vocab;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t t = g.tokens[static_cast<size_t>(i)];
+    ids[i] = tp_.size() == 1       ? t
+             : (t >= v0 && t < v1) ? static_cast<int32_t>(t - v0)
+                                   : static_cast<int32_t>(vocab_local_);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t p = g.pad[static_cast<size_t>(b)], slot = g.slots[static_cast<size_t>(b)];
+    TESSERA_CHECK(p >= 0 && p < L && slot >= 0 && slot < kv[0].n_slots);
+    for (int64_t col = 0; col < L; ++col) {
+      const bool is_pad = col < p;
+      pos[b * L + col] = is_pad ? 0 : static_cast<int32_t>(col - p);
+      kv_slots[b * L + col] = is_pad ? -1 : slot;
+    }
+    pad[b] = p;
+  }
+  be_.upload(ints_, host_ints_.data(), host_ints_.size() * sizeof(int32_t));
+  embed();
+  const int32_t* pad_dev = ints_ + 3 * n;
+  layers(kv, ints_ + 2 * n, [&](const Tensor& q, const Tensor& k, const Tensor& v, const ops::KvLayer&) {
+    be_.attention_prefill(q, k, v, pad_dev, B, L, attn_shape_, attn_);
+  });
+  be_.copy_rows(h_, L - 1, L, rows_);  // each row's last column
+  lm_head(rows_);
+  return step_;
+}
+
+const ForwardStep& ForwardPass::prepare_decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                                               const std::vector<int32_t>& positions,
+                                               std::span<const ops::KvLayer> kv) {
+  const int64_t B = static_cast<int64_t>(tokens.size());
+  TESSERA_CHECK(B > 0 && static_cast<int64_t>(slots.size()) == B && static_cast<int64_t>(positions.size()) == B);
+  check_kv(kv);
+  prepare(B, B, be_.decode_workspace_bytes(B, attn_shape_, kv[0].max_ctx));
+  // ints: ids [B] (local to the shard), positions [B], slots [B], starts [B] (zeros), lens [B]
+  host_ints_.assign(static_cast<size_t>(5 * B), 0);
+  int32_t *ids = host_ints_.data(), *pos = ids + B, *sl = pos + B, *lens = sl + 2 * B;
+  const auto [v0, v1] = shard_.vocab;
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t t = tokens[static_cast<size_t>(b)], p = positions[static_cast<size_t>(b)],
+                  s = slots[static_cast<size_t>(b)];
+    TESSERA_CHECK(p >= 0 && p < kv[0].max_ctx && p < c_.max_ctx);
+    TESSERA_CHECK(s >= 0 && s < kv[0].n_slots);
+    ids[b] = tp_.size() == 1       ? t
+             : (t >= v0 && t < v1) ? static_cast<int32_t>(t - v0)
+                                   : static_cast<int32_t>(vocab_local_);
+    pos[b] = p;
+    sl[b] = s;
+    lens[b] = p + 1;
+  }
+  be_.upload(ints_, host_ints_.data(), host_ints_.size() * sizeof(int32_t));
+  return step_;
+}
+
+// Everything from the embedding to the logits reads its inputs from ints_ (uploaded by prepare_decode) and writes to
+// fixed scratch addresses.
+void ForwardPass::run_decode(std::span<const ops::KvLayer> kv) {
+  const int64_t B = step_.B;
+  const int32_t *slots = ints_ + 2 * B, *starts = ints_ + 3 * B, *lens = ints_ + 4 * B;
+  embed();
+  layers(kv, slots, [&](const Tensor& q, const Tensor&, const Tensor&, const ops::KvLayer& cache) {
+    be_.attention_decode(q, cache, slots, starts, lens, attn_shape_, workspace_, workspace_bytes_, attn_);
+  });
+  lm_head(h_);  // decode rows are h's rows 0 … B−1
+}
+
+void ForwardPass::gather_logits() {
+  if (tp_.size() == 1) return;
+  const bool root = tp_.rank() == 0;
+  tp_.gather(step_.logits_local.data, root ? step_.logits_all : nullptr, step_.B * step_.block,
+             parallel::ElemType::kF32, 0);
+}
+
+std::vector<float> ForwardPass::logits_to_host() {
+  const int64_t B = step_.B, block = step_.block, V = c_.vocab;
+  const int size = tp_.size();
+  std::vector<float> out;
+  if (size == 1) {
+    out.resize(static_cast<size_t>(B * V));
+    be_.download(out.data(), step_.logits_local.data, out.size() * sizeof(float));
+    return out;
+  }
+  gather_logits();
+  if (tp_.rank() != 0) {
+    be_.sync();
+    return out;
+  }
+  // Rank r's [B, block] block holds vocabulary rows [r · block, min((r + 1) · block, V)): laid out as [B, V].
+  std::vector<float> all(static_cast<size_t>(size * B * block));
+  be_.download(all.data(), step_.logits_all, all.size() * sizeof(float));
+  out.assign(static_cast<size_t>(B * V), 0.0f);
+  for (int r = 0; r < size; ++r) {
+    const int64_t v0 = std::min<int64_t>(r * block, V), v1 = std::min<int64_t>((r + 1) * block, V);
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(out.data() + b * V + v0, all.data() + (r * B + b) * block, sizeof(float) * (v1 - v0));
+  }
+  return out;
+}
+
+}  // namespace tessera::worker

@@ -1,7 +1,8 @@
 // bench/bench_kernels.cu — microbenchmarks of the CUDA ops against the ceilings measured in the same run.
 //
 // Ceilings: device-to-device copy (GB/s, bytes read + written) and a bf16 GEMM through cuBLAS (TFLOP/s).
-// Then: norms at hidden 12288 / 16384 / 65536 (GB/s vs copy), decode attention (GB/s of K+V read), causal prefill
+// Then: norms at hidden 12288 / 16384 / 65536 (GB/s vs copy), the fp32-residual (mixed) fused add + RMSNorm against
+// the plain one (4096 … 65536), decode attention (GB/s of K+V read), causal prefill
 // attention (TFLOP/s, causal FLOPs = 2 · 2 · L²/2 · D · H), and one decode step of a GPT-3-shaped layer (hidden
 // 12288, 96 heads, FFN 49152) at batch 1, 4, 16 against the HBM floor (weights + KV bytes / copy bandwidth);
 // the GPU sampler at vocabulary 151936, batch 1, 16, 64 (µs per call).
@@ -20,6 +21,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/norm.cuh"
 
 namespace tg = tessera::gpu;
 using tg::DType;
@@ -84,6 +86,21 @@ std::string fmt(const char* f, double x) {
   return buf;
 }
 
+const char* norm_path_name(tg::NormPath p) {
+  switch (p) {
+    case tg::NormPath::kCachedNV1:
+    case tg::NormPath::kCachedNV2:
+    case tg::NormPath::kCachedNV4:
+      return "registers";
+    case tg::NormPath::kSharedRow:
+      return "shared row";
+    case tg::NormPath::kLoopVec:
+    case tg::NormPath::kLoopScalar:
+      return "loop";
+  }
+  return "?";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,6 +158,45 @@ int main(int argc, char** argv) {
     row("add_layer_norm bf16", shape, ms, fmt("%.0f GB/s", 4 * bytes / ms / 1e6),
         fmt("%.0f%% of copy", 100 * 4 * bytes / ms / 1e6 / copy_gbs));
     for (void* p : {x, d, y, g, be}) TESSERA_CUDA_CHECK(cudaFree(p));
+  }
+
+  // --- fp32 residual stream: add_rms_norm_mixed against add_rms_norm ------------------------------------------
+  // The mixed op reads and writes the residual as fp32 (delta, gamma, y bf16): 12 bytes an element against the
+  // plain op's 8, so at the same bandwidth it takes 1.5x as long. Median of 50 after 5 warm-ups. The smaller shapes
+  // partly fit in L2: compare the two rows of a shape with each other, not with the copy. (docs/benchmarks.md,
+  // "fp32 residual stream", has a run of these; they were the report CudaNorm.MixedTimingReport before.)
+  {
+    struct Shape {
+      int64_t rows, dim;
+    };
+    for (const Shape sh : {Shape{4096, 4096}, Shape{1024, 12288}, Shape{512, 16384}, Shape{128, 65536}}) {
+      const int64_t n = sh.rows * sh.dim;
+      void* r16 = alloc_random(n, 41);  // [rows, dim] bf16 residual (plain)
+      float* r32 = nullptr;             // [rows, dim] fp32 residual (mixed)
+      TESSERA_CUDA_CHECK(cudaMalloc(&r32, n * sizeof(float)));
+      fill_normal_kernel<<<1024, 256>>>(r32, n, 41, 1.f);
+      TESSERA_CUDA_CHECK(cudaGetLastError());
+      void* d = alloc_random(n, 42, 0.5f);  // [rows, dim] delta
+      void* g = alloc_random(sh.dim, 43);   // [dim] gamma
+      void* y = alloc_random(n, 44);        // [rows, dim] output
+      const std::string shape = std::to_string(sh.rows) + " x " + std::to_string(sh.dim);
+      const double plain_ms = median_ms(
+          [&](int) {
+            TESSERA_STATUS_CHECK(tg::add_rms_norm(r16, d, g, y, sh.rows, sh.dim, 1e-5f, DType::BF16, nullptr));
+          },
+          5, 50);
+      const double mixed_ms = median_ms(
+          [&](int) {
+            TESSERA_STATUS_CHECK(tg::add_rms_norm_mixed(r32, d, g, y, sh.rows, sh.dim, 1e-5f, DType::BF16, nullptr));
+          },
+          5, 50);
+      row("add_rms_norm bf16 (bf16 residual)", shape + ", " + norm_path_name(tg::norm_path(sh.dim, DType::BF16, true)),
+          plain_ms, fmt("%.0f GB/s", 8.0 * n / plain_ms / 1e6), "8 B/element");
+      row("add_rms_norm_mixed bf16 (fp32 residual)",
+          shape + ", " + norm_path_name(tg::norm_path(sh.dim, DType::BF16, true, true)), mixed_ms,
+          fmt("%.0f GB/s", 12.0 * n / mixed_ms / 1e6), fmt("%.2fx plain (12 B/element)", mixed_ms / plain_ms));
+      for (void* p : {r16, static_cast<void*>(r32), d, g, y}) TESSERA_CUDA_CHECK(cudaFree(p));
+    }
   }
 
   // --- decode attention ---------------------------------------------------------------------------------------

@@ -95,11 +95,19 @@ void check(std::string_view bytes, size_t cut, const http::ReadLimits& limits) {
   // that depends on how much of it had arrived (it scans a line it has whole differently from one that grows): 400,
   // 431 and 505 may trade places. Beast also measures the header limit over what it was handed, so a header near
   // the limit may pass whole and fail in pieces (431): a limit, not a framing rule. Everything else — the checks of
-  // a complete header (413, 415, 501) and the request itself — must not depend on the cut.
+  // a complete header (413, 415, 501) and the request itself — must not depend on the cut. In a malformed chunked
+  // body the same holds for the body limit: Beast validates a chunk line it has whole differently from one that grew
+  // (a bad extension: 400 whole, while in pieces it read on and passed the limit first: 413). Both refuse the request
+  // and close the connection; a limit, not a framing rule.
   const auto malformed = [](int status) { return status == 400 || status == 431 || status == 505; };
   const auto is_431 = [](const http::ReadOutcome& o) { return o.error && o.error->status == 431; };
+  const auto body_400_413 = [&] {
+    if (!whole.error || !pieces.error) return false;
+    const int a = whole.error->status, b = pieces.error->status;
+    return (a == 400 && b == 413) || (a == 413 && b == 400);
+  };
   const bool same =
-      is_431(whole) || is_431(pieces) ||
+      is_431(whole) || is_431(pieces) || body_400_413() ||
       (whole.error ? pieces.error && (pieces.error->status == whole.error->status ||
                                       (malformed(pieces.error->status) && malformed(whole.error->status)))
                    : !pieces.error && pieces.request.method == whole.request.method &&

@@ -4,6 +4,8 @@
 // followed by chunks), so a streamed answer and a plain one share the same write path. While an answer is
 // pending the socket is watched for EOF (a peek, never a read, so a pipelined request is left in place).
 // Reading a request: header (then framing.h's checks), then body, all within one idle_timeout_s timer.
+// Stopping: the acceptor closes, open answers get the grace period, then every connection still open is closed on
+// its strand (idle keep-alive ones included) and the pool runs out of work; Exchange calls after that are dropped.
 #include <utility>  // before Asio: Boost 1.74 under C++20 with g++ 12
 
 #include "coordinator/http/server.h"
@@ -16,7 +18,10 @@
 #include <cerrno>
 #include <chrono>
 #include <deque>
+#include <future>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include "common/check.h"
 #include "coordinator/http/framing.h"
@@ -28,15 +33,29 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 
+namespace {
+class Session;
+}  // namespace
+
 struct Server::Impl {
   ServerOptions options;
   Handler handler;
   net::io_context ioc;
-  std::optional<tcp::acceptor> acceptor;
+  std::optional<tcp::acceptor> acceptor;  // on its own strand: accept completions and stop()'s close never overlap
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::atomic<int64_t> open{0};
   int port = 0;
+  // Every live connection, so that stop() can close those still open. A Session holds this Impl: without the
+  // close, an idle keep-alive connection would stay open after stop(), its pending read never completed, and
+  // the Session and the Impl would hold each other forever.
+  std::mutex sessions_mu;
+  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;  // guarded by sessions_mu
+  uint64_t next_session_id = 0;                                   // guarded by sessions_mu
+  // Set by stop() before the pool ends: an Exchange call after that is dropped, not queued on an io_context that
+  // nothing runs any more (the queued call would hold its Session, and through it this Impl, forever).
+  std::mutex post_mu;
+  bool stopped = false;  // guarded by post_mu
 };
 
 namespace {
@@ -58,8 +77,16 @@ class ExchangeImpl;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<Server::Impl> impl)
-      : stream_(std::move(socket)), impl_(std::move(impl)) {}
+  Session(tcp::socket socket, std::shared_ptr<Server::Impl> impl) : impl_(std::move(impl)), stream_(std::move(socket)) {
+    std::lock_guard lock(impl_->sessions_mu);
+    id_ = impl_->next_session_id++;
+  }
+  ~Session() {
+    std::lock_guard lock(impl_->sessions_mu);
+    impl_->sessions.erase(id_);
+  }
+  uint64_t id() const { return id_; }
+  Server::Impl& impl() { return *impl_; }
 
   void start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
@@ -138,8 +165,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void watch();
   void on_watch(beast::error_code ec, uint64_t gen);
 
-  beast::tcp_stream stream_;
+  // Declared first, destroyed last: when this Session holds the last reference to the Impl (an Exchange the handler
+  // kept after the Server went), the io_context goes with it, and the socket and timer must be gone by then.
   std::shared_ptr<Server::Impl> impl_;
+  beast::tcp_stream stream_;
   net::steady_timer timer_{stream_.get_executor()};
   beast::flat_buffer buffer_;
   std::optional<RequestParser> parser_;
@@ -147,6 +176,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false, ending_ = false, closed_ = false, keep_alive_ = true, timed_out_ = false;
   std::shared_ptr<ExchangeImpl> current_;
   uint64_t watch_gen_ = 0, read_gen_ = 0;
+  uint64_t id_ = 0;  // the key in Impl::sessions
 };
 
 class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
@@ -213,6 +243,9 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
  private:
   template <class F>
   void post(F&& f) {
+    Server::Impl& impl = session_->impl();
+    std::lock_guard lock(impl.post_mu);
+    if (impl.stopped) return;  // the server has stopped: nothing would ever run it
     net::post(session_->executor(), [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(*self); });
   }
 
@@ -330,7 +363,12 @@ void do_accept(const std::shared_ptr<Server::Impl>& impl) {
     if (!ec) {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(std::move(socket), impl)->start();
+      auto session = std::make_shared<Session>(std::move(socket), impl);
+      {
+        std::lock_guard lock(impl->sessions_mu);
+        impl->sessions.emplace(session->id(), session);
+      }
+      session->start();
     }
     do_accept(impl);
   });
@@ -351,7 +389,7 @@ void Server::start() {
   try {
     const auto address = net::ip::make_address(o.host);
     tcp::endpoint endpoint(address, static_cast<uint16_t>(o.port));
-    impl_->acceptor.emplace(impl_->ioc);
+    impl_->acceptor.emplace(net::make_strand(impl_->ioc));
     impl_->acceptor->open(endpoint.protocol());
     impl_->acceptor->set_option(net::socket_base::reuse_address(true));
     impl_->acceptor->bind(endpoint);
@@ -372,17 +410,49 @@ int64_t Server::open_exchanges() const { return impl_->open.load(); }
 
 void Server::stop(double grace_s) {
   if (impl_->threads.empty()) return;
-  net::post(impl_->ioc, [impl = impl_] {
+  // No new connection once this has run (accept completions run on the acceptor's strand, after it or before it).
+  auto closed = std::make_shared<std::promise<void>>();
+  std::future<void> acceptor_closed = closed->get_future();
+  net::post(impl_->acceptor->get_executor(), [impl = impl_, closed] {
     beast::error_code ec;
-    if (impl->acceptor) impl->acceptor->close(ec);
+    impl->acceptor->close(ec);
+    closed->set_value();
   });
+  // Bounded: the strand runs short handlers only; a pool stuck elsewhere is cut short by ioc.stop() below.
+  const bool accepting_stopped = acceptor_closed.wait_for(std::chrono::seconds(1)) == std::future_status::ready;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
   while (impl_->open.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // bounded: at most grace_s
+  // Close what is still open, each connection on its strand: idle keep-alive connections, connections that never
+  // sent a request, answers that did not end within the grace (their handlers see a disconnect). Their pending
+  // reads, watches and writes then complete (aborted) and release the sessions, and the pool runs out of work.
+  std::vector<std::shared_ptr<Session>> open;
+  {
+    std::lock_guard lock(impl_->sessions_mu);
+    for (const auto& [id, weak] : impl_->sessions)
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+  }
+  for (auto& s : open) net::post(s->executor(), [s] { s->close(); });
+  open.clear();
   impl_->work.reset();
+  const auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!impl_->ioc.stopped() && std::chrono::steady_clock::now() < drain_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  {
+    std::lock_guard lock(impl_->post_mu);
+    impl_->stopped = true;
+  }
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // What was queued and not run (an Exchange call that came during the stop) runs now, on closed sessions: it only
+  // releases what it holds.
+  impl_->ioc.restart();
+  impl_->ioc.poll();
+  if (!accepting_stopped) {
+    beast::error_code ec;
+    impl_->acceptor->close(ec);  // the pool has ended: no handler can touch it any more
+  }
 }
 
 }  // namespace tessera::coordinator::http

@@ -88,7 +88,9 @@ class Server {
   int port() const;  // the bound port (after start)
   // Exchanges that have started and not ended (responses still being written).
   int64_t open_exchanges() const;
-  // Stops accepting, waits up to grace_s for open exchanges to finish writing, then stops the pool.
+  // Stops accepting, waits up to grace_s for open exchanges to finish writing, closes every connection still open
+  // (idle keep-alive ones too; an exchange cut short fires its disconnect callback), then stops the pool. Bounded:
+  // grace_s + 2 s at most. Exchanges the handler still holds stay valid; their calls are dropped from then on.
   void stop(double grace_s = 2.0);
 
   struct Impl;

@@ -353,25 +353,26 @@ void Scheduler::finish(Sequence& s, FinishReason reason, const std::string& mess
   slots_.release(s.slot);
   pending_release_.push_back(s.slot);
   Active& a = *s.owner;
-  a.request->sink->on_finish(s.index, reason, message);
+  // The metrics first: on_finish may complete the client's answer, and a client that reads /metrics right after
+  // it must find this request counted.
   TESSERA_METRIC(request_finished(finish_reason_name(reason)));
-  if (--a.n_open == 0) {
+  const bool last = --a.n_open == 0;
+  if (last) {
     --n_running_requests_;
     TESSERA_METRIC(observe_e2e(seconds(now - a.request->arrival)));
     TESSERA_METRIC(observe_generation_len(a.n_generated));
     if (a.has_first_token) TESSERA_METRIC(observe_decode_time(seconds(now - a.t_first_token)));
   }
+  a.request->sink->on_finish(s.index, reason, message);
   (void)now;
 }
 
 void Scheduler::finish_waiting(const std::vector<std::shared_ptr<Request>>& requests, FinishReason reason,
                                const std::string& message) {
   for (const auto& r : requests) {
-    for (int32_t i = 0; i < r->n; ++i) {
-      r->sink->on_finish(i, reason, message);
-      TESSERA_METRIC(request_finished(finish_reason_name(reason)));
-    }
+    for (int32_t i = 0; i < r->n; ++i) TESSERA_METRIC(request_finished(finish_reason_name(reason)));
     TESSERA_METRIC(observe_e2e(seconds(SteadyClock::now() - r->arrival)));
+    for (int32_t i = 0; i < r->n; ++i) r->sink->on_finish(i, reason, message);  // after the metrics: see finish()
   }
 }
 

@@ -181,7 +181,7 @@ TokenVerdict CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev)
     const size_t index = static_cast<size_t>(prompt_index) * options_.n + static_cast<size_t>(ev.seq);
     if (done_ || index >= choices_.size()) return TokenVerdict::kContinue;  // abandoned: cancelled, reaped as abort
     Choice& c = choices_[index];
-    if (c.finished) return TokenVerdict::kStop;
+    if (c.finished || c.stop_seen) return TokenVerdict::kStop;
     const std::string delta = c.text->push(ev.token);
     c.token_ids.push_back(ev.token);
     if (options_.logprobs) {
@@ -203,12 +203,10 @@ TokenVerdict CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev)
       c.content += delta;
     }
     if (stopped) {
-      // The text is complete: the scheduler finishes this sequence (kStop) on this verdict, in this step,
-      // and its on_finish then finds the choice finished already.
-      c.finished = true;
-      c.finish_reason = "stop";
-      ++n_finished_;
-      if (n_finished_ == static_cast<int32_t>(choices_.size())) complete_locked();
+      // The text is complete (a streamed chunk said "stop" already): the scheduler finishes this sequence (kStop)
+      // on this verdict, in this step, and counts it before its on_finish ends the choice — so the answer is
+      // never complete before the request is counted.
+      c.stop_seen = true;
       return TokenVerdict::kStop;
     }
   }
@@ -222,6 +220,11 @@ void CompletionJob::on_finish(int32_t prompt_index, int32_t seq, FinishReason re
   Choice& c = choices_[index];
   if (c.finished) return;
   c.finished = true;
+  if (c.stop_seen) {  // ended by its stop string (on_token): nothing more to send for it
+    c.finish_reason = "stop";
+    if (++n_finished_ == static_cast<int32_t>(choices_.size())) complete_locked();
+    return;
+  }
   c.finish_reason = finish_reason_name(reason);
   const std::string rest = c.text->finish();
   if (reason == FinishReason::kError && error_.empty()) error_ = message.empty() ? "generation failed" : message;

@@ -74,6 +74,7 @@ class CompletionJob : public std::enable_shared_from_this<CompletionJob> {
     std::vector<std::vector<std::pair<int32_t, float>>> lp_top;
     size_t lp_sent = 0, ids_sent = 0;  // streamed so far
     bool finished = false;
+    bool stop_seen = false;  // its stop string arrived: the text is complete, the scheduler's on_finish ends it
     std::string finish_reason;
   };
   std::string token_text(int32_t id) const;

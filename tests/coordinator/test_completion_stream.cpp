@@ -178,8 +178,14 @@ TEST(CompletionStream, ChatDeltasAndStopStringPrefixesStillGetAChunkPerToken) {
   ASSERT_EQ(stop.size(), 3u);
   EXPECT_EQ(stop[2]["choices"][0]["finish_reason"], "stop");
   EXPECT_EQ(stop[2]["choices"][0]["delta"], json::object());
-  EXPECT_TRUE(f.ex->ended);
+  // The scheduler answers that token's kStop verdict with on_finish(kStop) in the same step, after counting the
+  // request: only then does the stream end (a client reading /metrics after [DONE] finds it counted).
+  EXPECT_FALSE(f.ex->ended);
   EXPECT_TRUE(f.token('z').empty());  // nothing after the stop
+  f.job->on_finish(0, 0, FinishReason::kStop, "");
+  for (const json& e : f.ex->take_events())  // no second finish chunk: the stop chunk above was the choice's last
+    EXPECT_FALSE(e.contains("choices") && !e["choices"].empty()) << e.dump();
+  EXPECT_TRUE(f.ex->ended);
 }
 
 TEST(CompletionStream, NonStreamingAnswerIsOneBody) {

@@ -2,8 +2,6 @@
 // hidden 576 … 65536 and beyond, every dispatch branch (register-cached NV 1/2/4/8, vectorized loop, scalar
 // loop for odd sizes and unaligned pointers), F32/F16/BF16; the same for the mixed-precision ops (fp32 residual
 // stream) and the fp32-output embedding that starts that stream.
-#include <algorithm>
-#include <cstdio>
 #include <set>
 
 #include "kernels/cuda/norm.cuh"
@@ -224,59 +222,6 @@ TEST(CudaNorm, EmbeddingF32MatchesCpu) {
         EXPECT_TRUE(all_close(out.download(), ref, Tol{0, 0})) << "with_pos " << with_pos;
       }
     }
-  }
-}
-
-// Not a bound: prints the time of the plain and the mixed fused add + RMSNorm (bf16 storage) and the bytes each
-// must move (plain: 8 bytes an element, mixed: 12 — the fp32 residual is read and written), for the notes in
-// docs/benchmarks.md. Median of 50 event-timed launches after 5 warm-ups.
-TEST(CudaNorm, MixedTimingReport) {
-  TESSERA_SKIP_WITHOUT_GPU();
-  if (quick()) GTEST_SKIP() << "timing: not in quick mode";
-  struct Shape {
-    int64_t rows, dim;
-  };
-  for (Shape sh : {Shape{4096, 4096}, Shape{1024, 12288}, Shape{512, 16384}, Shape{128, 65536}}) {
-    const int64_t n = sh.rows * sh.dim;
-    auto x = randn(n, 1, 1.f), d = randn(n, 2, 0.5f), g = randn(sh.dim, 3, 0.2f, 1.f);
-    DeviceBuffer r16 = DeviceBuffer::from(x, DType::BF16), r32 = DeviceBuffer::from(x, DType::F32);
-    DeviceBuffer dd = DeviceBuffer::from(d, DType::BF16), dg = DeviceBuffer::from(g, DType::BF16);
-    DeviceBuffer y(n, DType::BF16);
-    cudaEvent_t e0, e1;
-    TESSERA_CUDA_CHECK(cudaEventCreate(&e0));
-    TESSERA_CUDA_CHECK(cudaEventCreate(&e1));
-    auto time_us = [&](auto&& launch) {
-      for (int i = 0; i < 5; ++i) TESSERA_STATUS_CHECK(launch());
-      std::vector<float> ms;
-      for (int i = 0; i < 50; ++i) {
-        TESSERA_CUDA_CHECK(cudaEventRecord(e0));
-        TESSERA_STATUS_CHECK(launch());
-        TESSERA_CUDA_CHECK(cudaEventRecord(e1));
-        TESSERA_CUDA_CHECK(cudaEventSynchronize(e1));
-        float t = 0;
-        TESSERA_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-        ms.push_back(t);
-      }
-      std::sort(ms.begin(), ms.end());
-      return 1e3 * ms[ms.size() / 2];
-    };
-    const double plain = time_us([&] {
-      return add_rms_norm(r16.get(), dd.get(), dg.get(), y.get(), sh.rows, sh.dim, 1e-5f, DType::BF16, nullptr);
-    });
-    const double mixed = time_us([&] {
-      return add_rms_norm_mixed(static_cast<float*>(r32.get()), dd.get(), dg.get(), y.get(), sh.rows, sh.dim, 1e-5f,
-                                DType::BF16, nullptr);
-    });
-    const double gb_plain = 8.0 * n / 1e9, gb_mixed = 12.0 * n / 1e9;
-    std::printf(
-        "[norm timing] add_rms_norm bf16 rows %lld hidden %lld (%s): plain %.1f us (%.0f GB/s), mixed %.1f us "
-        "(%.0f GB/s, path %s)\n",
-        static_cast<long long>(sh.rows), static_cast<long long>(sh.dim),
-        norm_path(sh.dim, DType::BF16, true) == NormPath::kSharedRow ? "plain: shared row" : "plain: registers", plain,
-        gb_plain / (plain * 1e-6), mixed, gb_mixed / (mixed * 1e-6),
-        norm_path(sh.dim, DType::BF16, true, true) == NormPath::kLoopVec ? "loop" : "registers");
-    TESSERA_CUDA_CHECK(cudaEventDestroy(e0));
-    TESSERA_CUDA_CHECK(cudaEventDestroy(e1));
   }
 }
 

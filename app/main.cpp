@@ -173,11 +173,15 @@ int run_tokenize(const std::string& model, const std::string& text, bool add_spe
 }  // namespace
 
 int main(int argc, char** argv) {
-  // libgomp reads OMP_WAIT_POLICY when it is loaded, before main. Its default (spin) makes idle OpenMP threads
-  // burn the cores the next GEMM needs whenever the machine has other work (measured on 2 busy cores: decode
-  // 1.1 tok/s spinning, 7.4 tok/s passive), so unless the user chose, start again with the passive policy.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  // libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT when it is loaded, before main. Workers must not sleep
+  // between the ops of one step (passive waiting: a futex wake per op; decode 26-34 tok/s on SmolLM2, 2 cores) and
+  // nothing may spin while idle (libgomp's unbounded ACTIVE policy burns the cores the next GEMM or the HTTP
+  // threads need). So unless the user chose either, start again with a bounded spin: ACTIVE for 100000 spins
+  // (about 3 ms on an AMD EPYC core; ops of a step are microseconds apart), then a futex sleep. Measured
+  // (docs/benchmarks.md): decode 50-56 tok/s, and an idle server uses no CPU after its last step.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
+    ::setenv("GOMP_SPINCOUNT", "100000", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the default
   }
   spdlog::set_default_logger(spdlog::stderr_color_mt("tessera"));

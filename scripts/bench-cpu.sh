@@ -12,7 +12,8 @@ build="${1:-$build_dir}"
 bin="$build/tessera"
 model="$(bash "$repo_root/scripts/fetch-model.sh" | tail -n 1)"
 py="$(bash "$repo_root/scripts/setup-python.sh" | tail -n 1)"
-export OMP_WAIT_POLICY=PASSIVE TESSERA_LOG_LEVEL=info
+# tessera picks its own OpenMP wait policy (app/main.cpp: a bounded spin) unless OMP_WAIT_POLICY is set.
+export TESSERA_LOG_LEVEL=info
 mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -11,7 +11,7 @@ model="$(bash "$repo_root/scripts/fetch-model.sh" | tail -n 1)"
 port="${TESSERA_BENCH_PORT:-8471}"
 out="$TESSERA_CACHE/bench-serve"
 mkdir -p "$out"
-export OMP_WAIT_POLICY=PASSIVE
+# tessera picks its own OpenMP wait policy (app/main.cpp: a bounded spin) unless OMP_WAIT_POLICY is set.
 "$build/tessera" serve --model "$model" --port "$port" --set scheduler.max_running=16 --set logging.level=warn &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT

@@ -4,10 +4,6 @@
 // (ids 0..255 are the bytes, 256 is <|im_end|>), so no model is needed.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,45 +12,19 @@
 #include "coordinator/http/server.h"
 #include "coordinator/request.h"
 #include "coordinator/stream/completion_stream.h"
-#include "coordinator/tokenizer/byte_level.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "tests/coordinator/byte_tokenizer.h"
 
 namespace tessera::coordinator::stream {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr int32_t kImEnd = 256;
 const std::string kPlus = "\xEF\xBC\x8B";  // U+FF0B FULLWIDTH PLUS SIGN: three byte tokens, one character
 
 tokenizer::Tokenizer load_byte_tokenizer() {
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[tokenizer::byte_level::to_unicode(std::string(1, static_cast<char>(b)))] = b;
-  const json byte_level = {
-      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-  const json j = {
-      {"version", "1.0"},
-      {"added_tokens", json::array({{{"id", kImEnd},
-                                     {"content", "<|im_end|>"},
-                                     {"single_word", false},
-                                     {"lstrip", false},
-                                     {"rstrip", false},
-                                     {"normalized", false},
-                                     {"special", true}}})},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byte_level},
-      {"post_processor", nullptr},
-      {"decoder", byte_level},
-      {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"vocab", vocab}, {"merges", json::array()}}},
-  };
-  const fs::path dir = fs::temp_directory_path() / ("tessera_stream_tok_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "tokenizer.json", std::ios::binary) << j.dump();
-  tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_model_path(dir.string());
-  fs::remove_all(dir);
-  return tok;
+  return test_support::make_byte_tokenizer("stream", {{kImEnd, "<|im_end|>"}});
 }
 
 // Records what the job hands the HTTP layer, in order.

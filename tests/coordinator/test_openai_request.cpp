@@ -6,12 +6,8 @@
 // expected prompt is spelled out byte by byte and no model is needed.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -25,13 +21,12 @@
 #include "coordinator/api/openai_request.h"
 #include "coordinator/http/server.h"
 #include "coordinator/request.h"
-#include "coordinator/tokenizer/byte_level.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "tests/coordinator/byte_tokenizer.h"
 
 namespace tessera::coordinator::api {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 using Ids = std::vector<int32_t>;
 
@@ -40,40 +35,12 @@ constexpr int32_t kImStart = 256, kImEnd = 257;
 // with_template: a tokenizer_config.json holding a ChatML template beside tokenizer.json; without it the
 // tokenizer has no chat template.
 tokenizer::Tokenizer load_byte_tokenizer(bool with_template) {
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[tokenizer::byte_level::to_unicode(std::string(1, static_cast<char>(b)))] = b;
-  auto special = [](int id, const char* content) {
-    return json{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
-                {"rstrip", false}, {"normalized", false}, {"special", true}};
-  };
-  const json byte_level = {
-      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-  const json j = {
-      {"version", "1.0"},
-      {"added_tokens", json::array({special(kImStart, "<|im_start|>"), special(kImEnd, "<|im_end|>")})},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byte_level},
-      {"post_processor", nullptr},
-      {"decoder", byte_level},
-      {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"vocab", vocab}, {"merges", json::array()}}},
-  };
-  const fs::path dir = fs::temp_directory_path() /
-                       ("tessera_api_tok_" + std::to_string(::getpid()) + (with_template ? "_chat" : "_plain"));
-  fs::create_directories(dir);
-  std::ofstream(dir / "tokenizer.json", std::ios::binary) << j.dump();
-  if (with_template) {
-    const json config = {{"eos_token", "<|im_end|>"},
-                         {"add_bos_token", false},
-                         {"chat_template",
-                          "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-                          "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
-                          "{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
-    std::ofstream(dir / "tokenizer_config.json", std::ios::binary) << config.dump();
-  }
-  tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_model_path(dir.string());
-  fs::remove_all(dir);
-  return tok;
+  return test_support::make_byte_tokenizer(
+      with_template ? "api_chat" : "api_plain", {{kImStart, "<|im_start|>"}, {kImEnd, "<|im_end|>"}}, "<|im_end|>",
+      with_template ? "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                      "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+                      "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+                    : "");
 }
 
 const tokenizer::Tokenizer& chat_tokenizer() {

@@ -49,6 +49,20 @@ CudaRunner::~CudaRunner() {
 
 void CudaRunner::check_configured() const { TESSERA_CHECK_MSG(n_slots_ > 0, "CudaRunner::configure() was not called"); }
 
+// The decode step up to the logits: its inputs uploaded, then the forward pass eagerly or as the CUDA graph of its
+// batch size (TP 1).
+const ForwardStep& CudaRunner::decode_step(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                                           const std::vector<int32_t>& positions) {
+  const ForwardStep& step = forward_->prepare_decode(tokens, slots, positions, kv_layers_);
+  auto run = [&] { forward_->run_decode(kv_layers_); };
+  if (cuda_graphs_ && tp_->size() == 1) {
+    runner_check(replay_decode_graph(step.B, run), "decode graph");
+  } else {
+    run();
+  }
+  return step;
+}
+
 std::vector<float> CudaRunner::prefill(const PrefillGroup& group) {
   check_configured();
   forward_->prefill(group, kv_layers_);
@@ -58,13 +72,7 @@ std::vector<float> CudaRunner::prefill(const PrefillGroup& group) {
 std::vector<float> CudaRunner::decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
                                       const std::vector<int32_t>& positions) {
   check_configured();
-  const int64_t B = forward_->prepare_decode(tokens, slots, positions, kv_layers_).B;
-  auto run = [&] { forward_->run_decode(kv_layers_); };
-  if (cuda_graphs_ && tp_->size() == 1) {
-    runner_check(replay_decode_graph(B, run), "decode graph");
-  } else {
-    run();
-  }
+  decode_step(tokens, slots, positions);
   return forward_->logits_to_host();
 }
 
@@ -83,13 +91,7 @@ std::vector<sampler::SampleResult> CudaRunner::decode_and_sample(const std::vect
                                                                  std::span<const SampleRequest> rows) {
   if (!device_sampling_) return ModelRunner::decode_and_sample(tokens, slots, positions, rows);
   check_configured();
-  const ForwardStep& step = forward_->prepare_decode(tokens, slots, positions, kv_layers_);
-  auto run = [&] { forward_->run_decode(kv_layers_); };
-  if (cuda_graphs_ && tp_->size() == 1) {
-    runner_check(replay_decode_graph(step.B, run), "decode graph");
-  } else {
-    run();
-  }
+  const ForwardStep& step = decode_step(tokens, slots, positions);
   std::vector<sampler::SampleResult> results;
   sample(step, SampleJob{rows, &results});
   return results;

@@ -92,6 +92,8 @@ class CudaRunner final : public ModelRunner {
 
   ModelTensors upload(const model::ModelWeights& w);  // into weights_ (weight_upload.cpp)
   void check_configured() const;
+  const ForwardStep& decode_step(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                                 const std::vector<int32_t>& positions);
   // The decode step from the embedding to the logits (`forward`, enqueued on stream_) through the CUDA graph of
   // batch size B (decode_graphs.cpp).
   gpu::Status replay_decode_graph(int64_t B, const std::function<void()>& forward);

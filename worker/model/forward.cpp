@@ -125,8 +125,15 @@ void ForwardPass::check_kv(std::span<const ops::KvLayer> kv) const {
   TESSERA_CHECK(kv[0].n_kv_heads == n_kv_heads_ && kv[0].head_dim == c_.head_dim && kv[0].dtype == be_.act_dtype());
 }
 
-// Under TP the ids are local to the shard; a token another rank owns gets vocab_local (outside the table: a zero
-// row), and only rank 0 adds the positions, so that the fp32 all-reduce sums one embedding row and one position row.
+int32_t ForwardPass::local_id(int32_t token) const {
+  if (tp_.size() == 1) return token;
+  const auto [v0, v1] = shard_.vocab;
+  return token >= v0 && token < v1 ? static_cast<int32_t>(token - v0) : static_cast<int32_t>(vocab_local_);
+}
+
+// Under TP the ids are local to the shard (local_id); a token another rank owns gets vocab_local (outside the
+// table: a zero row), and only rank 0 adds the positions, so that the fp32 all-reduce sums one embedding row and one
+// position row.
 void ForwardPass::embed() {
   const int64_t n = step_.n;
   const Tensor wpe = tp_.rank() == 0 ? w_.wpe : Tensor{};
@@ -197,13 +204,7 @@ const ForwardStep& ForwardPass::prefill(const PrefillGroup& g, std::span<const o
   // ints: ids [n] (local to the shard), positions [n], KV slots [n] (-1 on pad columns), pad [B]
   host_ints_.assign(static_cast<size_t>(3 * n + B), 0);
   int32_t *ids = host_ints_.data(), *pos = ids + n, *kv_slots = pos + n, *pad = kv_slots + n;
-  const auto [v0, v1] = shard_.vocab;
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t t = g.tokens[static_cast<size_t>(i)];
-    ids[i] = tp_.size() == 1       ? t
-             : (t >= v0 && t < v1) ? static_cast<int32_t>(t - v0)
-                                   : static_cast<int32_t>(vocab_local_);
-  }
+  for (int64_t i = 0; i < n; ++i) ids[i] = local_id(g.tokens[static_cast<size_t>(i)]);
   for (int64_t b = 0; b < B; ++b) {
     const int32_t p = g.pad[static_cast<size_t>(b)], slot = g.slots[static_cast<size_t>(b)];
     TESSERA_CHECK(p >= 0 && p < L && slot >= 0 && slot < kv[0].n_slots);
@@ -235,15 +236,12 @@ const ForwardStep& ForwardPass::prepare_decode(const std::vector<int32_t>& token
   // ints: ids [B] (local to the shard), positions [B], slots [B], starts [B] (zeros), lens [B]
   host_ints_.assign(static_cast<size_t>(5 * B), 0);
   int32_t *ids = host_ints_.data(), *pos = ids + B, *sl = pos + B, *lens = sl + 2 * B;
-  const auto [v0, v1] = shard_.vocab;
   for (int64_t b = 0; b < B; ++b) {
     const int32_t t = tokens[static_cast<size_t>(b)], p = positions[static_cast<size_t>(b)],
                   s = slots[static_cast<size_t>(b)];
     TESSERA_CHECK(p >= 0 && p < kv[0].max_ctx && p < c_.max_ctx);
     TESSERA_CHECK(s >= 0 && s < kv[0].n_slots);
-    ids[b] = tp_.size() == 1       ? t
-             : (t >= v0 && t < v1) ? static_cast<int32_t>(t - v0)
-                                   : static_cast<int32_t>(vocab_local_);
+    ids[b] = local_id(t);
     pos[b] = p;
     sl[b] = s;
     lens[b] = p + 1;

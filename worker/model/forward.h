@@ -101,6 +101,7 @@ class ForwardPass {
 
  private:
   void prepare(int64_t n, int64_t B, size_t workspace_bytes);
+  int32_t local_id(int32_t token) const;  // the row of wte this rank looks up (vocab_local: not owned here)
   void embed();
   template <typename Attend>
   void layers(std::span<const ops::KvLayer> kv, const int32_t* kv_slots, Attend&& attend);

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "common/check.h"
+#include "kernels/cpu/isa.h"
 #include "worker/cuda/cuda_plugin.h"
 #include "worker/model/weights.h"
 
@@ -23,8 +24,13 @@ class CpuModel final : public LoadedModel {
   ModelRunner& runner() override { return runner_; }
   std::string backend() const override { return "cpu"; }
   std::string describe() const override {
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "cpu backend, fp32, %.0f MB of weights", weight_bytes() / 1e6);
+    const auto& w = model_.weights();
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "cpu backend (%s), fp32 activations, %.0f MB of weights in their file's types (%.0f MB "
+                  "mapped in place)",
+                  ops::isa_name(ops::active_isa()), static_cast<double>(w.n_bytes()) / 1e6,
+                  static_cast<double>(w.n_mapped_bytes()) / 1e6);
     return buf;
   }
   double weight_bytes() const override { return static_cast<double>(model_.weights().n_bytes()); }

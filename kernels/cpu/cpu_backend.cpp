@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "kernels/cpu/quant.h"
 #include "kernels/ops.h"
 
 namespace tessera::ops {
@@ -55,10 +56,15 @@ void CpuBackend::download(void* host_dst, const void* src, size_t bytes) {
 
 void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y) {
   need_dense("linear", x, "x");
-  need_dense("linear", w, "w");
   need_dense("linear", bias, "bias");
   need_f32("linear", y, "y");
   TESSERA_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
+  if (w.dtype != DType::F32) {  // weights in their file's type (kernels/cpu/quant.h), any output stride
+    if (!w.contiguous()) throw Error("cpu backend: linear: w must be dense");
+    linear_typed(x.at<float>(), x.rows, w, f32_or_null(bias), y.at<float>(), y.stride);
+    return;
+  }
+  need_dense("linear", w, "w");
   if (y.contiguous()) {
     ops::linear(x.at<float>(), w.at<float>(), f32_or_null(bias), y.at<float>(), x.rows, w.rows, x.cols);
     return;
@@ -72,13 +78,26 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias, co
 
 void CpuBackend::embedding(const int32_t* ids, const int32_t* pos, const Tensor& wte, const Tensor& wpe,
                            const Tensor& out) {
-  need_dense("embedding", wte, "wte");
   need_dense("embedding", wpe, "wpe");
   need_dense("embedding", out, "out");
-  TESSERA_CHECK(out.cols == wte.cols);
+  TESSERA_CHECK(out.cols == wte.cols && wte.contiguous());
   const int64_t n = out.rows, dim = out.cols;
   bool all_owned = true;
   for (int64_t i = 0; i < n; ++i) all_owned = all_owned && ids[i] >= 0 && ids[i] < wte.rows;
+  if (wte.dtype != DType::F32) {  // a table in its file's type: the rows looked up are dequantized
+#pragma omp parallel for schedule(static) if (n > 16)
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out.at<float>(i);
+      if (ids[i] >= 0 && ids[i] < wte.rows) {
+        dequantize_rows(wte, ids[i], ids[i] + 1, o);
+      } else {
+        std::memset(o, 0, sizeof(float) * static_cast<size_t>(dim));
+      }
+      if (!wpe.empty())
+        for (int64_t d = 0; d < dim; ++d) o[d] += wpe.at<float>(pos[i])[d];
+    }
+    return;
+  }
   if (all_owned) {
     ops::embedding(ids, pos, wte.at<float>(), f32_or_null(wpe), out.at<float>(), n, dim);
     return;

@@ -1,7 +1,9 @@
 // kernels/cpu/cpu_backend.h — the CPU implementation of the op interface (kernels/backend.h): the fp32 ops of
 // kernels/ops.h on host memory, threaded by OpenMP, GEMMs through OpenBLAS where installed.
 //
-// Every tensor is fp32 (act_dtype() F32); a tensor of another dtype is an error naming the op. upload() and
+// Activations are fp32 (act_dtype() F32). Weights of linear() and the embedding table may be of any DType: they
+// are read in place by the typed kernels of kernels/cpu/quant.h. Any other tensor of another dtype is an error
+// naming the op. upload() and
 // download() are memcpy, sync() does nothing (every op has finished when it returns). Scratch is one host
 // buffer, grown on demand. Not thread-safe: one forward pass drives it.
 #pragma once

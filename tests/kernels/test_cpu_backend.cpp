@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -99,19 +100,64 @@ TEST(CpuBackend, ScratchIsAlignedDisjointAndStable) {
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(a[i]) % 256, 0u) << i;
     EXPECT_EQ(a[i], b[i]) << "the same sizes give the same addresses";
-    if (i > 0) EXPECT_GE(static_cast<char*>(a[i]), static_cast<char*>(a[i - 1]) + std::max<size_t>(sizes[i - 1], 1));
+    if (i > 0) {
+      EXPECT_GE(static_cast<char*>(a[i]), static_cast<char*>(a[i - 1]) + std::max<size_t>(sizes[i - 1], 1));
+    }
   }
 }
 
-TEST(CpuBackend, NonF32TensorsAreRefusedByOpName) {
+// Weights may be of any type (kernels/cpu/quant.h); activations must be fp32.
+TEST(CpuBackend, NonF32ActivationsAreRefusedByOpName) {
   CpuBackend be;
   std::vector<float> x(4), w(4), y(4);
-  const Tensor half{w.data(), DType::BF16, 2, 2, 2};
+  const Tensor half{x.data(), DType::BF16, 2, 2, 2};
   try {
-    be.linear(view(x, 2, 2), half, Tensor{}, view(y, 2, 2));
-    FAIL() << "a bf16 weight was accepted";
+    be.linear(half, view(w, 2, 2), Tensor{}, view(y, 2, 2));
+    FAIL() << "a bf16 activation was accepted";
   } catch (const tessera::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cpu backend: linear: w is bf16"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cpu backend: linear: x is bf16"), std::string::npos) << e.what();
+  }
+  try {
+    be.norm(tessera::ops::NormKind::kRms, half, view(w, 1, 2), Tensor{}, view(y, 2, 2), 1e-5f);
+    FAIL() << "a bf16 norm input was accepted";
+  } catch (const tessera::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cpu backend: norm: x is bf16"), std::string::npos) << e.what();
+  }
+}
+
+// A bf16 weight and a Q8_0 embedding table are read in place: the same result as their fp32 values.
+TEST(CpuBackend, TypedWeightsGiveTheResultsOfTheirValues) {
+  CpuBackend be;
+  const int64_t m = 3, n = 5, k = 64;
+  auto x = randn(m * k, 4), wf = randn(n * k, 5);
+  std::vector<uint16_t> wb(n * k);
+  for (size_t i = 0; i < wb.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &wf[i], 4);
+    wb[i] = static_cast<uint16_t>(bits >> 16);
+    bits = static_cast<uint32_t>(wb[i]) << 16;
+    std::memcpy(&wf[i], &bits, 4);  // the value the bf16 weight holds
+  }
+  std::vector<float> y_ref(m * n), y(m * n);
+  tessera::ops::linear(x.data(), wf.data(), nullptr, y_ref.data(), m, n, k);
+  be.linear(view(x, m, k), Tensor::dense(wb.data(), DType::BF16, n, k), Tensor{}, view(y, m, n));
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], y_ref[i], 1e-4f * (1.0f + std::fabs(y_ref[i])));
+  // Q8_0 rows {d = 0.5; q = 0, 1, …, 31} and {d = 0.25; q = −j}: looked up and dequantized; id 2 is not owned.
+  std::vector<uint8_t> table(2 * 34);
+  const uint16_t half_05 = 0x3800, half_025 = 0x3400;
+  std::memcpy(&table[0], &half_05, 2);
+  std::memcpy(&table[34], &half_025, 2);
+  for (int j = 0; j < 32; ++j) {
+    table[2 + j] = static_cast<uint8_t>(j);
+    table[36 + j] = static_cast<uint8_t>(static_cast<int8_t>(-j));
+  }
+  const int32_t ids[3] = {1, 2, 0}, pos[3] = {0, 0, 0};
+  std::vector<float> out(3 * 32, 9.0f);
+  be.embedding(ids, pos, Tensor::dense(table.data(), DType::Q8_0, 2, 32), Tensor{}, view(out, 3, 32));
+  for (int j = 0; j < 32; ++j) {
+    EXPECT_EQ(out[j], -0.25f * j);
+    EXPECT_EQ(out[32 + j], 0.0f);
+    EXPECT_EQ(out[64 + j], 0.5f * j);
   }
 }
 

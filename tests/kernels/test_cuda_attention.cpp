@@ -20,6 +20,8 @@ Tol attn_tol(DType t) {
       return {3e-3, 3e-3};
     case DType::BF16:
       return {1.5e-2, 1e-2};
+    default:  // the weight block types: not activations
+      break;
   }
   return {0, 0};
 }
@@ -183,6 +185,8 @@ Tol decode_tol(DType t) {
       return {2e-3, 2e-3};
     case DType::BF16:
       return {1e-2, 1e-2};
+    default:  // the weight block types: not activations
+      break;
   }
   return {0, 0};
 }

@@ -17,6 +17,8 @@ Tol elem_tol(DType t) {
       return {1e-3, 2e-3};
     case DType::BF16:
       return {1e-2, 1e-2};
+    default:  // the weight block types: not activations
+      break;
   }
   return {0, 0};
 }
@@ -152,6 +154,8 @@ float host_convert(float x, DType t) {
       return round_nearest_even(x, 10, -14, 15);
     case DType::BF16:
       return round_nearest_even(x, 7, -126, 127);
+    default:  // the weight block types: not activations
+      break;
   }
   return x;
 }

@@ -52,6 +52,8 @@ inline float round_to(float x, DType t) {
       return __half2float(__float2half_rn(x));
     case DType::BF16:
       return __bfloat162float(__float2bfloat16_rn(x));
+    default:  // the weight block types: not activations
+      break;
   }
   return x;
 }

@@ -21,7 +21,8 @@ class Filler {
  public:
   explicit Filler(uint64_t seed) : seed_(seed) {}
   // n values of mean `mean` and standard deviation `std` (uniform on mean ± std·sqrt(3)).
-  std::vector<float> operator()(int64_t n, float std, float mean = 0.0f) {
+  HostTensor operator()(int64_t rows, int64_t cols, float std, float mean = 0.0f) {
+    const int64_t n = rows * cols;
     const uint64_t stream = splitmix64(seed_ ^ splitmix64(++tensor_));
     std::vector<float> v(static_cast<size_t>(n));
     const float half_width = std * std::sqrt(3.0f);
@@ -30,7 +31,7 @@ class Filler {
       const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
       v[static_cast<size_t>(i)] = mean + (2.0f * u - 1.0f) * half_width;
     }
-    return v;
+    return HostTensor::f32(std::move(v), rows, cols);
   }
 
  private:
@@ -48,26 +49,26 @@ ModelWeights make_random_weights(const ModelConfig& c, uint64_t seed) {
   const bool llama = c.arch == Arch::kLlama;
   const int64_t H = c.hidden, D = c.head_dim, qkv = (c.n_heads + 2 * c.n_kv_heads) * D, F = c.ffn;
   const float s_h = 1.0f / std::sqrt(static_cast<float>(H)), s_out = 2.0f / std::sqrt(static_cast<float>(H));
-  w.wte = fill(c.vocab * H, c.tied_embeddings ? s_out : 0.02f);
-  if (!llama) w.wpe = fill(c.max_ctx * H, 0.01f);
-  w.final_norm_w = fill(H, 0.1f, 1.0f);
-  if (!llama) w.final_norm_b = fill(H, 0.02f);
-  if (!c.tied_embeddings) w.lm_head = fill(c.vocab * H, s_out);
+  w.wte = fill(c.vocab, H, c.tied_embeddings ? s_out : 0.02f);
+  if (!llama) w.wpe = fill(c.max_ctx, H, 0.01f);
+  w.final_norm_w = fill(1, H, 0.1f, 1.0f);
+  if (!llama) w.final_norm_b = fill(1, H, 0.02f);
+  if (!c.tied_embeddings) w.lm_head = fill(c.vocab, H, s_out);
   w.layers.resize(static_cast<size_t>(c.n_layers));
   for (auto& L : w.layers) {
-    L.attn_norm_w = fill(H, 0.1f, 1.0f);
-    L.wqkv = fill(qkv * H, s_h);
-    L.wo = fill(H * c.n_heads * D, 1.0f / std::sqrt(static_cast<float>(c.n_heads * D)));
-    L.ffn_norm_w = fill(H, 0.1f, 1.0f);
-    L.w_up = fill((llama ? 2 : 1) * F * H, s_h);
-    L.w_down = fill(H * F, 1.0f / std::sqrt(static_cast<float>(F)));
+    L.attn_norm_w = fill(1, H, 0.1f, 1.0f);
+    L.wqkv = fill(qkv, H, s_h);
+    L.wo = fill(H, c.n_heads * D, 1.0f / std::sqrt(static_cast<float>(c.n_heads * D)));
+    L.ffn_norm_w = fill(1, H, 0.1f, 1.0f);
+    L.w_up = fill((llama ? 2 : 1) * F, H, s_h);
+    L.w_down = fill(H, F, 1.0f / std::sqrt(static_cast<float>(F)));
     if (!llama) {
-      L.attn_norm_b = fill(H, 0.02f);
-      L.bqkv = fill(qkv, 0.02f);
-      L.bo = fill(H, 0.02f);
-      L.ffn_norm_b = fill(H, 0.02f);
-      L.b_up = fill(F, 0.02f);
-      L.b_down = fill(H, 0.02f);
+      L.attn_norm_b = fill(1, H, 0.02f);
+      L.bqkv = fill(1, qkv, 0.02f);
+      L.bo = fill(1, H, 0.02f);
+      L.ffn_norm_b = fill(1, H, 0.02f);
+      L.b_up = fill(1, F, 0.02f);
+      L.b_down = fill(1, H, 0.02f);
     }
   }
   return w;

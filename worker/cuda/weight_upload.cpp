@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <span>
 #include <string>
 
 #include "common/check.h"
@@ -25,9 +26,9 @@ constexpr int64_t kStagingFloats = int64_t{16} << 20;  // fp32 staging of the we
 // owns reads it (then the all-reduce sums exactly one non-zero row per token, as the CPU's bounds check does).
 ModelTensors CudaRunner::upload(const model::ModelWeights& w) {
   size_t total = 0, largest = 0;
-  place_weights(w, [&](const std::vector<float>& v, int64_t, int64_t cols, int64_t zero_rows) {
-    total += DeviceArena::round_up((v.size() + static_cast<size_t>(zero_rows * cols)) * esize_);
-    largest = std::max(largest, v.size());
+  place_weights(w, [&](const model::HostTensor& h, int64_t zero_rows) {
+    total += DeviceArena::round_up(static_cast<size_t>(h.numel() + zero_rows * h.cols) * esize_);
+    largest = std::max(largest, static_cast<size_t>(h.numel()));
     return ops::Tensor{};
   });
   runner_check(weights_.reserve(total), "weight upload");
@@ -42,7 +43,18 @@ ModelTensors CudaRunner::upload(const model::ModelWeights& w) {
         "weight upload (staging)");
   }
   Status st;
-  auto put = [&](const std::vector<float>& v, int64_t rows, int64_t cols, int64_t zero_rows) {
+  std::vector<std::vector<float>> converted_all;  // host sources of the asynchronous copies, alive until the sync
+  auto put = [&](const model::HostTensor& h, int64_t zero_rows) {
+    const int64_t rows = h.rows, cols = h.cols;
+    // Weights of a block or 16-bit type are dequantized on the host first (the GPU kernels take fp32/fp16/bf16).
+    const float* src = nullptr;
+    if (h.dtype == ops::DType::F32) {
+      src = h.f32_data();
+    } else {
+      converted_all.push_back(h.to_f32());
+      src = converted_all.back().data();
+    }
+    const std::span<const float> v(src, static_cast<size_t>(h.numel()));
     const size_t extra = static_cast<size_t>(zero_rows * cols);
     void* dst = weights_.take((v.size() + extra) * esize_);
     if (st.ok()) {

@@ -30,17 +30,17 @@ ModelTensors place_weights(const model::ModelWeights& w, const PlaceWeight& plac
   const int64_t heads = sh.q_heads.size(), kv_heads = sh.kv_heads.size(), ffn = sh.ffn.size();
   const int64_t qkv = (heads + 2 * kv_heads) * c.head_dim, vocab = sh.vocab.size();
   const bool llama = c.arch == Arch::kLlama;
-  auto put = [&](const std::vector<float>& v, int64_t rows, int64_t cols, int64_t zero_rows = 0) -> Tensor {
-    if (v.empty()) return Tensor{};
-    TESSERA_CHECK_MSG(static_cast<int64_t>(v.size()) == rows * cols, "weight of " + std::to_string(v.size()) +
-                                                                         " values, expected " + std::to_string(rows) +
-                                                                         " x " + std::to_string(cols));
-    return place(v, rows, cols, zero_rows);
+  auto put = [&](const model::HostTensor& h, int64_t rows, int64_t cols, int64_t zero_rows = 0) -> Tensor {
+    if (h.empty()) return Tensor{};
+    TESSERA_CHECK_MSG(h.rows == rows && h.cols == cols, "weight of [" + std::to_string(h.rows) + ", " +
+                                                            std::to_string(h.cols) + "], expected [" +
+                                                            std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    return place(h, zero_rows);
   };
-  auto vec = [&](const std::vector<float>& v) { return put(v, 1, static_cast<int64_t>(v.size())); };
+  auto vec = [&](const model::HostTensor& h) { return put(h, 1, h.numel()); };
   ModelTensors t;
   t.wte = put(w.wte, vocab, c.hidden, sh.tp_size > 1 ? 1 : 0);
-  t.wpe = put(w.wpe, static_cast<int64_t>(w.wpe.size()) / std::max<int64_t>(c.hidden, 1), c.hidden);
+  t.wpe = put(w.wpe, w.wpe.rows, c.hidden);
   t.final_norm_w = vec(w.final_norm_w);
   t.final_norm_b = vec(w.final_norm_b);
   t.out_matrix = w.lm_head.empty() ? t.wte : put(w.lm_head, vocab, c.hidden);

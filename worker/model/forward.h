@@ -30,7 +30,8 @@
 
 namespace tessera::model {
 struct ModelWeights;
-}
+struct HostTensor;
+}  // namespace tessera::model
 
 namespace tessera::worker {
 
@@ -60,11 +61,11 @@ struct ModelTensors {
   std::vector<LayerTensors> layers;
 };
 
-// Puts one fp32 host tensor of [rows, cols] where the backend reads it and returns its Tensor (the CPU: a view of
-// the host vector; CUDA: a copy in its weight arena in the storage dtype). zero_rows: rows of zeros the backend may
-// append (the embedding's row for tokens another rank owns; a backend that bounds-checks ids need not).
-using PlaceWeight =
-    std::function<ops::Tensor(const std::vector<float>& host, int64_t rows, int64_t cols, int64_t zero_rows)>;
+// Puts one host tensor (model/weights.h: [rows, cols] in its file's type) where the backend reads it and returns
+// its Tensor (the CPU: a view of the host bytes; CUDA: a copy in its weight arena in the storage dtype). zero_rows:
+// rows of zeros the backend may append (the embedding's row for tokens another rank owns; a backend that
+// bounds-checks ids need not).
+using PlaceWeight = std::function<ops::Tensor(const model::HostTensor& host, int64_t zero_rows)>;
 // Every tensor of `w`, placed, in the order above (the placement may be called twice, e.g. to size an arena).
 ModelTensors place_weights(const model::ModelWeights& w, const PlaceWeight& place);
 

@@ -8,10 +8,9 @@ Transformer::Transformer(model::ModelWeights weights, parallel::Communicator* tp
     own_tp_ = parallel::make_single_communicator();
     tp_ = own_tp_.get();
   }
-  // The CPU reads the weights where they are: every Tensor is a view of a host vector of w_.
-  auto view = [](const std::vector<float>& v, int64_t rows, int64_t cols, int64_t /*zero_rows*/) {
-    return ops::Tensor::dense(static_cast<const void*>(v.data()), ops::DType::F32, rows, cols);
-  };
+  // The CPU reads the weights where they are, in their type: every Tensor is a view of w_'s host bytes (often
+  // of the memory-mapped file itself).
+  auto view = [](const model::HostTensor& h, int64_t /*zero_rows*/) { return h.tensor(); };
   forward_ = std::make_unique<ForwardPass>(w_.config, w_.shard, place_weights(w_, view), backend_, *tp_);
 }
 

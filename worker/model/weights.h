@@ -1,17 +1,25 @@
-// worker/model/weights.h — a model's weights in memory (fp32), loaded from a GGUF file or a HF directory.
+// worker/model/weights.h — a model's weights in host memory, in their file's type, loaded from a GGUF file or a HF
+// directory.
 //
-// In: a path (a .gguf file, or a directory with config.json + *.safetensors).  Out: ModelConfig + fp32 weights
-// in the layout the engine wants: nn.Linear's [out, in]; Q, K and V rows stacked into one [q|k|v] matrix;
-// Llama's gate and up rows stacked into one [gate|up] matrix; GPT-2's Conv1D weights transposed; GGUF's
-// llama.cpp RoPE row permutation of Q and K undone.  Every tensor's shape is checked against the config;
-// a missing tensor, a wrong shape, an unknown dtype or a truncated file is a tessera::Error naming the file
-// and the tensor.  Immutable after load; safe to share between threads.
+// In: a path (a .gguf file, or a directory with config.json + *.safetensors).  Out: ModelConfig + the weights in the
+// layout the engine wants: nn.Linear's [out, in]; Q, K and V rows stacked into one [q|k|v] matrix; Llama's gate and
+// up rows stacked into one [gate|up] matrix; GPT-2's Conv1D weights transposed; GGUF's llama.cpp RoPE row
+// permutation of Q and K undone.  Every tensor's shape is checked against the config; a missing tensor, a wrong
+// shape, an unknown dtype or a truncated file is a tessera::Error naming the file and the tensor.
+// Storage: matrices keep the file's type (fp32, fp16, bf16, GGUF's Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; kernels/tensor.h)
+// and, where the file's layout is the engine's (a whole matrix, or a rank's rows of one), are views of the memory-
+// mapped file: nothing is copied and only the pages a rank reads become resident. A stacked matrix is copied once,
+// still in its type; a Conv1D weight, a column slice not in whole blocks or stacked parts of different types are
+// converted to fp32. Norm weights, biases and GPT-2's position table are fp32. LoadOptions::keep_types = false
+// gives fp32 everywhere (what a backend that converts at upload may ask for).
+// Immutable after load; safe to share between threads.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kernels/tensor.h"
 #include "parallel/sharding.h"
 #include "worker/model/config.h"
 
@@ -21,17 +29,35 @@ class TensorSource;
 
 namespace tessera::model {
 
+// One weight in host memory: [rows, cols] of `dtype`, dense. `data` points into `own` or into the mapped file that
+// ModelWeights::source keeps open. Copies share the bytes.
+struct HostTensor {
+  ops::DType dtype = ops::DType::F32;
+  int64_t rows = 0, cols = 0;
+  const void* data = nullptr;  // nullptr: absent
+  std::shared_ptr<const std::vector<uint8_t>> own;
+
+  static HostTensor f32(std::vector<float> values, int64_t rows, int64_t cols);
+  bool empty() const { return data == nullptr; }
+  bool is_view() const { return data != nullptr && own == nullptr; }
+  int64_t numel() const { return rows * cols; }
+  size_t nbytes() const { return empty() ? 0 : ops::dtype_nbytes(dtype, numel()); }
+  const float* f32_data() const;      // dtype F32 only
+  std::vector<float> to_f32() const;  // dequantized
+  ops::Tensor tensor() const { return ops::Tensor::dense(data, dtype, rows, cols); }
+};
+
 struct LayerWeights {
-  std::vector<float> attn_norm_w, attn_norm_b;  // [hidden]; _b only for GPT-2
-  std::vector<float> wqkv;                      // [(n_heads + 2 * n_kv_heads) * head_dim, hidden]
-  std::vector<float> bqkv;                      // [(n_heads + 2 * n_kv_heads) * head_dim] or empty
-  std::vector<float> wo;                        // [hidden, n_heads * head_dim]
-  std::vector<float> bo;                        // [hidden] or empty
-  std::vector<float> ffn_norm_w, ffn_norm_b;    // [hidden]
-  std::vector<float> w_up;    // Llama: [2 * ffn, hidden] (gate rows, then up rows); GPT-2: [ffn, hidden]
-  std::vector<float> b_up;    // GPT-2: [ffn]
-  std::vector<float> w_down;  // [hidden, ffn]
-  std::vector<float> b_down;  // GPT-2: [hidden]
+  HostTensor attn_norm_w, attn_norm_b;  // [1, hidden]; _b only for GPT-2
+  HostTensor wqkv;                      // [(n_heads + 2 * n_kv_heads) * head_dim, hidden]
+  HostTensor bqkv;                      // [1, (n_heads + 2 * n_kv_heads) * head_dim] or empty
+  HostTensor wo;                        // [hidden, n_heads * head_dim]
+  HostTensor bo;                        // [1, hidden] or empty
+  HostTensor ffn_norm_w, ffn_norm_b;    // [1, hidden]
+  HostTensor w_up;                      // Llama: [2 * ffn, hidden] (gate rows, then up rows); GPT-2: [ffn, hidden]
+  HostTensor b_up;                      // GPT-2: [1, ffn]
+  HostTensor w_down;                    // [hidden, ffn]
+  HostTensor b_down;                    // GPT-2: [1, hidden]
 };
 
 // With a tensor-parallel shard (parallel/sharding.h) only the rank's slices are read from the mapped file:
@@ -39,15 +65,21 @@ struct LayerWeights {
 // embedding and lm_head; norms and the biases of row-split layers are replicated.
 struct ModelWeights {
   ModelConfig config;
-  parallel::Shard shard;   // what this rank holds (the whole model at TP = 1)
-  std::vector<float> wte;  // [vocab, hidden]
-  std::vector<float> wpe;  // GPT-2: [max_ctx, hidden]
-  std::vector<float> final_norm_w, final_norm_b;
-  std::vector<float> lm_head;  // [vocab, hidden]; empty when tied to wte
+  parallel::Shard shard;                                // what this rank holds (the whole model at TP = 1)
+  std::shared_ptr<const formats::TensorSource> source;  // the mapped file the views point into
+  HostTensor wte;                                       // [vocab, hidden]
+  HostTensor wpe;                                       // GPT-2: [max_ctx, hidden]
+  HostTensor final_norm_w, final_norm_b;
+  HostTensor lm_head;  // [vocab, hidden]; empty when tied to wte
   std::vector<LayerWeights> layers;
 
-  const std::vector<float>& output_matrix() const { return lm_head.empty() ? wte : lm_head; }
-  size_t n_bytes() const;
+  const HostTensor& output_matrix() const { return lm_head.empty() ? wte : lm_head; }
+  size_t n_bytes() const;         // every tensor's bytes in its storage type
+  size_t n_mapped_bytes() const;  // of which views of the mapped file
+};
+
+struct LoadOptions {
+  bool keep_types = true;  // false: every weight converted to fp32
 };
 
 // True when `path` names a GGUF file (by its magic), false for a directory.
@@ -56,6 +88,6 @@ bool is_gguf_path(const std::string& path);
 ModelConfig read_model_config(const std::string& path);
 parallel::ShardShape shard_shape(const ModelConfig& config);
 // Throws tessera::Error when tp_size cannot split the model (naming the sizes that can).
-ModelWeights load_weights(const std::string& path, int tp_rank = 0, int tp_size = 1);
+ModelWeights load_weights(const std::string& path, int tp_rank = 0, int tp_size = 1, LoadOptions options = {});
 
 }  // namespace tessera::model

@@ -1,0 +1,7 @@
+// kernels/cpu/isa_generic.cpp — the SIMD kernels compiled for generic (flags in kernels/CMakeLists.txt; see isa.h).
+#include "kernels/cpu/attention_kernels.h"
+#include "kernels/cpu/quant_kernels.h"
+
+namespace tessera::ops {
+const detail::CpuKernels detail::kGenericKernels = {rows_any, dequantize_any, attend_tile};
+}  // namespace tessera::ops

@@ -234,7 +234,18 @@ inline void dot_row(const float* x, int64_t k, const uint8_t* wrow, float* out) 
   }
 }
 
-constexpr int kRowsAtOnce = 4;
+// Rows of x per pass over a weight row: their accumulators and the decoded group stay in registers (32 zmm on
+// AVX-512; 16 ymm / xmm otherwise).
+constexpr int kRowsAtOnce = kW == 16 ? 8 : 4;
+
+// dot_row for a run-time row count n <= kRowsAtOnce.
+template <DType T, int N = kRowsAtOnce>
+inline void dot_rows(int n, const float* x, int64_t k, const uint8_t* wrow, float* out) {
+  if constexpr (N > 1) {
+    if (n < N) return dot_rows<T, N - 1>(n, x, k, wrow, out);
+  }
+  dot_row<T, N>(x, k, wrow, out);
+}
 
 template <DType T>
 void rows_t(const float* x, int64_t m, const Tensor& w, int64_t j0, int64_t j1, float* y, int64_t ldy) {
@@ -247,20 +258,7 @@ void rows_t(const float* x, int64_t m, const Tensor& w, int64_t j0, int64_t j1, 
     const uint8_t* wrow = base + static_cast<size_t>(j) * row_bytes;
     for (int64_t i = 0; i < m; i += kRowsAtOnce) {
       const float* xi = x + i * k;
-      switch (m - i >= kRowsAtOnce ? kRowsAtOnce : m - i) {
-        case 1:
-          dot_row<T, 1>(xi, k, wrow, out);
-          break;
-        case 2:
-          dot_row<T, 2>(xi, k, wrow, out);
-          break;
-        case 3:
-          dot_row<T, 3>(xi, k, wrow, out);
-          break;
-        default:
-          dot_row<T, 4>(xi, k, wrow, out);
-          break;
-      }
+      dot_rows<T>(m - i >= kRowsAtOnce ? kRowsAtOnce : static_cast<int>(m - i), xi, k, wrow, out);
       for (int64_t r = 0; r < kRowsAtOnce && i + r < m; ++r) y[(i + r) * ldy + j] = out[r];
     }
   }

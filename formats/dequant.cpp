@@ -11,7 +11,9 @@ namespace tessera::formats {
 
 namespace {
 
-constexpr int kQK = 32;  // values per GGML block
+constexpr int kQK = 32;           // values per GGML block
+constexpr int kQK_K = 256;        // values per GGML K-quant super-block
+constexpr int kMaxBlock = kQK_K;  // the largest dtype_block_size()
 
 uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
@@ -48,7 +50,65 @@ void dequantize_q4_1(const uint8_t* src, float* dst, int64_t n_blocks) {
   }
 }
 
+void dequantize_q4_k(const uint8_t* src, float* dst, int64_t n_blocks) {
+  for (int64_t b = 0; b < n_blocks; ++b, src += 144, dst += kQK_K) {
+    const float d = fp16_to_fp32(load_u16(src));
+    const float dmin = fp16_to_fp32(load_u16(src + 2));
+    const uint8_t* scales = src + 4;
+    const uint8_t* qs = src + 16;
+    for (int j = 0; j < kQK_K / kQK; ++j) {
+      uint8_t sc, m;
+      q4k_scale_min(scales, j, &sc, &m);
+      const float dj = d * static_cast<float>(sc);
+      const float mj = dmin * static_cast<float>(m);
+      const uint8_t* q = qs + kQK * (j / 2);
+      const int shift = (j % 2) * 4;
+      float* y = dst + kQK * j;
+      for (int l = 0; l < kQK; ++l) {
+        // Product rounded before the subtraction, as the reference does.
+        const float p = dj * static_cast<float>((q[l] >> shift) & 0xF);
+        y[l] = p - mj;
+      }
+    }
+  }
+}
+
+void dequantize_q6_k(const uint8_t* src, float* dst, int64_t n_blocks) {
+  for (int64_t b = 0; b < n_blocks; ++b, src += 210, dst += kQK_K) {
+    const uint8_t* ql = src;
+    const uint8_t* qh = src + 128;
+    const uint8_t* scales = src + 192;
+    const float d = fp16_to_fp32(load_u16(src + 208));
+    for (int h = 0; h < 2; ++h) {
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t* lo = ql + 64 * h + 32 * (k & 1);
+        const int lo_shift = 4 * (k >> 1);
+        const uint8_t* hi = qh + 32 * h;
+        const int hi_shift = 2 * k;
+        const int v0 = 128 * h + 32 * k;
+        for (int l = 0; l < kQK; ++l) {
+          const int v = v0 + l;
+          const float ds = d * static_cast<float>(static_cast<int8_t>(scales[v / 16]));
+          const int q = (((lo[l] >> lo_shift) & 0xF) | (((hi[l] >> hi_shift) & 3) << 4)) - 32;
+          dst[v] = ds * static_cast<float>(q);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void q4k_scale_min(const uint8_t* scales12, int j, uint8_t* sc, uint8_t* m) {
+  TESSERA_CHECK(0 <= j && j < 8);
+  if (j < 4) {
+    *sc = static_cast<uint8_t>(scales12[j] & 63);
+    *m = static_cast<uint8_t>(scales12[j + 4] & 63);
+  } else {
+    *sc = static_cast<uint8_t>((scales12[j + 4] & 0xF) | ((scales12[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((scales12[j + 4] >> 4) | ((scales12[j] >> 6) << 4));
+  }
+}
 
 float fp16_to_fp32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
@@ -94,6 +154,12 @@ void dequantize_row(DType type, const void* src_void, float* dst, int64_t n) {
     case DType::Q4_1:
       dequantize_q4_1(src, dst, n / kQK);
       return;
+    case DType::Q4_K:
+      dequantize_q4_k(src, dst, n / kQK_K);
+      return;
+    case DType::Q6_K:
+      dequantize_q6_k(src, dst, n / kQK_K);
+      return;
   }
   TESSERA_CHECK_MSG(false, "unknown DType");
 }
@@ -104,10 +170,11 @@ void dequantize_range(DType type, const void* tensor_data, int64_t begin, int64_
   const auto* base = static_cast<const uint8_t*>(tensor_data);
   const int64_t bs = dtype_block_size(type);
   const int64_t bb = dtype_block_bytes(type);
+  TESSERA_CHECK(bs <= kMaxBlock);
   int64_t pos = begin;
   // Leading partial block.
   if (pos % bs != 0) {
-    float tmp[kQK];
+    float tmp[kMaxBlock];
     const int64_t blk = pos / bs;
     dequantize_row(type, base + blk * bb, tmp, bs);
     const int64_t take = std::min(end, (blk + 1) * bs) - pos;
@@ -124,7 +191,7 @@ void dequantize_range(DType type, const void* tensor_data, int64_t begin, int64_
   }
   // Trailing partial block.
   if (pos < end) {
-    float tmp[kQK];
+    float tmp[kMaxBlock];
     dequantize_row(type, base + pos / bs * bb, tmp, bs);
     std::memcpy(dst, tmp, static_cast<size_t>(end - pos) * sizeof(float));
   }

@@ -179,6 +179,12 @@ bool dtype_from_ggml(uint32_t id, DType* out) {
     case 8:
       *out = DType::Q8_0;
       return true;
+    case 12:
+      *out = DType::Q4_K;
+      return true;
+    case 14:
+      *out = DType::Q6_K;
+      return true;
     case 30:
       *out = DType::BF16;
       return true;
@@ -332,7 +338,7 @@ void GgufFile::parse() {
     if (!dtype_from_ggml(type_id, &t.info.dtype)) {
       throw Error("unsupported tensor type " + std::to_string(type_id) + " (" + ggml_type_name(type_id) +
                   ") for tensor '" + detail::printable(t.info.name) + "' in " + file_->path() +
-                  "; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1");
+                  "; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K");
     }
     t.offset = r.read<uint64_t>("the tensor data offset");
     t.info.shape.assign(ne.rbegin(), ne.rend());

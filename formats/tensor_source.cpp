@@ -26,6 +26,10 @@ const char* dtype_name(DType type) {
       return "Q4_0";
     case DType::Q4_1:
       return "Q4_1";
+    case DType::Q4_K:
+      return "Q4_K";
+    case DType::Q6_K:
+      return "Q6_K";
   }
   return "?";
 }
@@ -40,6 +44,9 @@ int64_t dtype_block_size(DType type) {
     case DType::Q4_0:
     case DType::Q4_1:
       return 32;
+    case DType::Q4_K:
+    case DType::Q6_K:
+      return 256;
   }
   return 1;
 }
@@ -57,6 +64,10 @@ int64_t dtype_block_bytes(DType type) {
       return 18;
     case DType::Q4_1:
       return 20;
+    case DType::Q4_K:
+      return 144;
+    case DType::Q6_K:
+      return 210;
   }
   return 4;
 }

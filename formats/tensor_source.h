@@ -17,11 +17,14 @@
 
 namespace tessera::formats {
 
-// Storage types the readers understand. Q types are GGML block formats of 32 values (see dequant.h).
-enum class DType { F32, F16, BF16, Q8_0, Q4_0, Q4_1 };
+// Storage types the readers understand (see dequant.h for the block layouts): Q8_0, Q4_0, Q4_1 are GGML blocks of
+// 32 values; Q4_K and Q6_K are GGML K-quant super-blocks of 256 values. New types are appended: the existing
+// values keep their meaning.
+enum class DType { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K };
 
 const char* dtype_name(DType type);
-// Values per block (1 for F32/F16/BF16, 32 for the Q types) and bytes per block.
+// Values per block (1 for F32/F16/BF16, 32 for Q8_0/Q4_0/Q4_1, 256 for Q4_K/Q6_K) and bytes per block
+// (Q8_0 34, Q4_0 18, Q4_1 20, Q4_K 144, Q6_K 210).
 int64_t dtype_block_size(DType type);
 int64_t dtype_block_bytes(DType type);
 // Bytes that n values of `type` occupy; -1 when n is negative, not a multiple of the block size, or overflows.

@@ -286,6 +286,71 @@ inline Encoded make_q4(int64_t n, int seed, bool with_min) {
   return e;
 }
 
+// K-quants, packed the way ggml's quantize_row_q4_K_ref / quantize_row_q6_K_ref write them (the encoder's side of
+// the layout, not dequant.cpp's); powers-of-two super-block scales keep every expected value exact.
+inline Encoded make_q4_k(int64_t n, int seed) {
+  Encoded e;
+  e.bytes.reserve(static_cast<size_t>(n / 256 * 144));  // (also keeps GCC 12's -Wstringop-overflow quiet)
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const float d = std::ldexp(1.0f, static_cast<int>((b + seed) % 4) - 5);
+    const float dmin = std::ldexp(1.0f, static_cast<int>((b + seed) % 3) - 4);
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; ++j) {  // 6-bit values covering the top two bits
+      sc[j] = static_cast<uint8_t>((b * 8 + j) * 29 + seed * 7 + 5) % 64;
+      m[j] = static_cast<uint8_t>((b * 8 + j) * 23 + seed * 3 + 40) % 64;
+    }
+    GgufBuilder::put(e.bytes, fp32_to_fp16_exact(d));
+    GgufBuilder::put(e.bytes, fp32_to_fp16_exact(dmin));
+    uint8_t scales[12];
+    for (int j = 0; j < 4; ++j) {
+      scales[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+      scales[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
+      scales[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+    }
+    e.bytes.insert(e.bytes.end(), scales, scales + 12);
+    uint8_t qs[128] = {};
+    for (int j = 0; j < 8; ++j) {
+      for (int l = 0; l < 32; ++l) {
+        const int q = static_cast<int>((b * 256 + j * 32 + l) * 7 + seed + l / 3) % 16;
+        qs[32 * (j / 2) + l] |= static_cast<uint8_t>(q << (4 * (j % 2)));
+        e.expected.push_back(d * static_cast<float>(sc[j]) * static_cast<float>(q) - dmin * static_cast<float>(m[j]));
+      }
+    }
+    e.bytes.insert(e.bytes.end(), qs, qs + 128);
+  }
+  return e;
+}
+inline Encoded make_q6_k(int64_t n, int seed) {
+  Encoded e;
+  e.bytes.reserve(static_cast<size_t>(n / 256 * 210));
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const float d = std::ldexp(1.0f, static_cast<int>((b + seed) % 5) - 7);
+    int8_t sc[16];
+    for (int s = 0; s < 16; ++s)
+      sc[s] = static_cast<int8_t>(static_cast<int>((b * 16 + s) * 53 + seed * 11) % 256 - 128);
+    uint8_t L[256];
+    for (int i = 0; i < 256; ++i) {
+      L[i] = static_cast<uint8_t>(static_cast<int>((b * 256 + i) * 13 + seed + i / 5) % 64);
+      e.expected.push_back(d * static_cast<float>(sc[i / 16]) * static_cast<float>(L[i] - 32));
+    }
+    uint8_t ql[128], qh[64];
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* Lh = L + 128 * h;
+      for (int l = 0; l < 32; ++l) {
+        const int q1 = Lh[l], q2 = Lh[l + 32], q3 = Lh[l + 64], q4 = Lh[l + 96];
+        ql[64 * h + l] = static_cast<uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
+        ql[64 * h + l + 32] = static_cast<uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
+        qh[32 * h + l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+      }
+    }
+    e.bytes.insert(e.bytes.end(), ql, ql + 128);
+    e.bytes.insert(e.bytes.end(), qh, qh + 64);
+    for (int s = 0; s < 16; ++s) e.bytes.push_back(static_cast<uint8_t>(sc[s]));
+    GgufBuilder::put(e.bytes, fp32_to_fp16_exact(d));
+  }
+  return e;
+}
+
 struct TensorSpec {
   std::string name;
   uint32_t ggml_type;
@@ -303,6 +368,9 @@ inline std::vector<TensorSpec> standard_tensors() {
   t.push_back({"t.q4_1", 3, {5, 32}, make_q4(5 * 32, 6, true)});
   t.push_back({"t.q8_0_3d", 8, {2, 2, 32}, make_q8_0(2 * 2 * 32, 7)});
   t.push_back({"t.vec", 0, {7}, make_f32(7, 8)});
+  t.push_back({"t.q4_k", 12, {3, 512}, make_q4_k(3 * 512, 9)});
+  t.push_back({"t.q6_k", 14, {2, 768}, make_q6_k(2 * 768, 10)});
+  t.push_back({"t.q4_k_3d", 12, {2, 2, 256}, make_q4_k(2 * 2 * 256, 11)});
   return t;
 }
 

@@ -37,17 +37,20 @@ TEST(Dequant, RowsAndRangesMatchBlockFormulas) {
   };
   std::vector<Case> cases = {{DType::F32, make_f32(96, 1)},        {DType::F16, make_f16(96, 2)},
                              {DType::BF16, make_bf16(96, 3)},      {DType::Q8_0, make_q8_0(96, 4)},
-                             {DType::Q4_0, make_q4(96, 5, false)}, {DType::Q4_1, make_q4(96, 6, true)}};
+                             {DType::Q4_0, make_q4(96, 5, false)}, {DType::Q4_1, make_q4(96, 6, true)},
+                             {DType::Q4_K, make_q4_k(768, 7)},     {DType::Q6_K, make_q6_k(768, 8)}};
   for (const auto& c : cases) {
-    ASSERT_EQ(static_cast<int64_t>(c.enc.bytes.size()), dtype_nbytes(c.type, 96)) << dtype_name(c.type);
-    std::vector<float> out(96);
-    dequantize_row(c.type, c.enc.bytes.data(), out.data(), 96);
+    const int64_t n = static_cast<int64_t>(c.enc.expected.size());
+    ASSERT_EQ(static_cast<int64_t>(c.enc.bytes.size()), dtype_nbytes(c.type, n)) << dtype_name(c.type);
+    std::vector<float> out(static_cast<size_t>(n));
+    dequantize_row(c.type, c.enc.bytes.data(), out.data(), n);
     EXPECT_EQ(out, c.enc.expected) << dtype_name(c.type);
     // Every [begin, end) range, incl. partial blocks at both edges, from an unaligned copy of the bytes.
     std::vector<uint8_t> shifted(c.enc.bytes.size() + 1);
     std::memcpy(shifted.data() + 1, c.enc.bytes.data(), c.enc.bytes.size());
-    for (int64_t b = 0; b <= 96; b += 5) {
-      for (int64_t e = b; e <= 96; e += 7) {
+    const int64_t step_b = n > 96 ? 11 : 5, step_e = n > 96 ? 13 : 7;
+    for (int64_t b = 0; b <= n; b += step_b) {
+      for (int64_t e = b; e <= n; e += step_e) {
         std::vector<float> part(static_cast<size_t>(e - b) + 1, 99.0f);
         dequantize_range(c.type, shifted.data() + 1, b, e, part.data());
         for (int64_t i = b; i < e; ++i) ASSERT_EQ(part[i - b], c.enc.expected[i]) << dtype_name(c.type) << " " << i;
@@ -65,6 +68,61 @@ TEST(Dequant, TypeTables) {
   EXPECT_EQ(dtype_nbytes(DType::BF16, 3), 6);
   EXPECT_EQ(dtype_nbytes(DType::Q4_0, 33), -1);
   EXPECT_EQ(dtype_nbytes(DType::F32, INT64_MAX / 2), -1);
+  EXPECT_STREQ(dtype_name(DType::Q4_K), "Q4_K");
+  EXPECT_STREQ(dtype_name(DType::Q6_K), "Q6_K");
+  EXPECT_EQ(dtype_block_size(DType::Q4_K), 256);
+  EXPECT_EQ(dtype_block_size(DType::Q6_K), 256);
+  EXPECT_EQ(dtype_block_bytes(DType::Q4_K), 144);
+  EXPECT_EQ(dtype_block_bytes(DType::Q6_K), 210);
+  EXPECT_EQ(dtype_nbytes(DType::Q4_K, 512), 288);
+  EXPECT_EQ(dtype_nbytes(DType::Q6_K, 256), 210);
+  EXPECT_EQ(dtype_nbytes(DType::Q4_K, 32), -1);
+  EXPECT_EQ(dtype_nbytes(DType::Q6_K, 257), -1);
+  // The existing values keep their numbers (weights.cpp and the kernels rely on them).
+  EXPECT_EQ(static_cast<int>(DType::Q4_1), 5);
+  EXPECT_EQ(static_cast<int>(DType::Q4_K), 6);
+  EXPECT_EQ(static_cast<int>(DType::Q6_K), 7);
+}
+
+TEST(Dequant, Q4kScaleMinUnpacksEverySubBlock) {
+  // Pack 8 known (scale, min) pairs as ggml's quantize_row_q4_K_ref does and unpack each.
+  const uint8_t sc[8] = {0, 63, 17, 42, 63, 16, 47, 5}, m[8] = {63, 0, 33, 9, 48, 63, 1, 32};
+  uint8_t packed[12];
+  for (int j = 0; j < 4; ++j) {
+    packed[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    packed[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
+    packed[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+  }
+  for (int j = 0; j < 8; ++j) {
+    uint8_t s = 255, mm = 255;
+    q4k_scale_min(packed, j, &s, &mm);
+    EXPECT_EQ(s, sc[j]) << j;
+    EXPECT_EQ(mm, m[j]) << j;
+  }
+}
+
+TEST(Dequant, KQuantSpecialScales) {
+  // A negative d and a subnormal dmin (Q4_K), a negative d (Q6_K): the same fp32 arithmetic as the reference.
+  Encoded q4k = make_q4_k(256, 3);
+  q4k.bytes[0] = 0x00;
+  q4k.bytes[1] = 0xB8;  // d = -0.5
+  q4k.bytes[2] = 0x01;
+  q4k.bytes[3] = 0x00;  // dmin = 2^-24
+  std::vector<float> out(256);
+  dequantize_row(DType::Q4_K, q4k.bytes.data(), out.data(), 256);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    q4k_scale_min(q4k.bytes.data() + 4, j, &sc, &m);
+    const float q = static_cast<float>((q4k.bytes[16 + 32 * (j / 2) + 5] >> (4 * (j % 2))) & 0xF);
+    const float p = -0.5f * static_cast<float>(sc) * q;
+    EXPECT_EQ(out[32 * j + 5], p - std::ldexp(1.0f, -24) * static_cast<float>(m)) << j;
+  }
+  Encoded q6k = make_q6_k(256, 4);
+  q6k.bytes[208] = 0x00;
+  q6k.bytes[209] = 0xC0;  // d = -2
+  dequantize_row(DType::Q6_K, q6k.bytes.data(), out.data(), 256);
+  const float d_was = std::ldexp(1.0f, 4 % 5 - 7);  // make_q6_k's d for block 0, seed 4 (exact ratios)
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(out[i], q6k.expected[i] / d_was * -2.0f) << i;
 }
 
 TEST(TensorInfo, RowsColsOfEveryRank) {
@@ -384,11 +442,29 @@ TEST(GgufCorrupt, BadTensorInfos) {
   const Encoded q = make_q8_0(64, 1);
   {
     GgufBuilder g;
-    g.tensor("blk.0.ffn_down.weight", 12, {256, 2}, std::vector<uint8_t>(288));
+    g.tensor("blk.0.ffn_down.weight", 13, {256, 2}, std::vector<uint8_t>(352));
     write_bytes(path, g.build());
     expect_error([&] { GgufFile::open(path); },
-                 {"unsupported tensor type 12 (Q4_K) for tensor 'blk.0.ffn_down.weight' in " + path +
-                  "; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1"});
+                 {"unsupported tensor type 13 (Q5_K) for tensor 'blk.0.ffn_down.weight' in " + path +
+                  "; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K"});
+  }
+  {
+    // A K-quant row (ne[0]) must hold whole 256-value super-blocks, even when the element count would.
+    GgufBuilder g;
+    g.tensor("blk.0.attn_q.weight", 12, {128, 2}, make_q4_k(256, 1).bytes);
+    expect_open_error(g, {"'blk.0.attn_q.weight'", "innermost dimension 128", "Q4_K", "block size 256"});
+  }
+  {
+    GgufBuilder g;
+    g.tensor("blk.1.ffn_up.weight", 14, {32, 8}, make_q6_k(256, 1).bytes);
+    expect_open_error(g, {"'blk.1.ffn_up.weight'", "innermost dimension 32", "Q6_K", "block size 256"});
+  }
+  {
+    GgufBuilder g;  // Q6_K data short by one byte
+    std::vector<uint8_t> b = make_q6_k(512, 2).bytes;
+    b.pop_back();
+    g.tensor("w", 14, {512}, b);
+    expect_open_error(g, {"'w'", "past the end"});
   }
   {
     GgufBuilder g;

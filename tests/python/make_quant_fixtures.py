@@ -3,7 +3,9 @@
 
 Writes, with implementations nobody on this project wrote (PyPI `gguf` 0.10.0 and `safetensors`):
   OUTDIR/fixtures.gguf          F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors of random data + metadata of many types
-                                (gguf.GGUFWriter; quantized with gguf.quants.quantize)
+                                (gguf.GGUFWriter; quantized with gguf.quants.quantize), and Q4_K, Q6_K tensors of
+                                random but valid super-block bytes (gguf 0.10 cannot quantize K types; its
+                                dequantize does them)
   OUTDIR/model.safetensors      F32, F16, BF16 tensors (safetensors.torch.save_file)
   OUTDIR/<file>.<tensor>.f32    the expected values, raw little-endian float32 (gguf.quants.dequantize for the
                                 GGUF tensors; torch's .float() for the safetensors ones)
@@ -75,6 +77,40 @@ def main() -> int:
         ref_file = f"fixtures.gguf.{name}.f32"
         ref.astype("<f4").tofile(os.path.join(out, ref_file))
         manifest["gguf"]["tensors"].append({"name": name, "type": qtype.name, "shape": list(shape), "ref": ref_file})
+    # K-quants: random bytes in every field, with finite, moderate fp16 super-block scales (a few of them subnormal
+    # or zero). Shapes: rows of 1-3 super-blocks, a 3-D tensor whose C++ view [3, 2*256] has rows spanning two
+    # GGUF rows, a 1-D one, and a tall one for column-block reads not aligned to 256.
+    k_specs = [
+        ("w_q4_k", Q.Q4_K, (5, 512)), ("w_q6_k", Q.Q6_K, (5, 512)), ("w3_q4_k", Q.Q4_K, (3, 2, 256)),
+        ("w3_q6_k", Q.Q6_K, (2, 3, 256)), ("v_q6_k", Q.Q6_K, (256,)), ("v_q4_k", Q.Q4_K, (256,)),
+        ("w_q4_k_tall", Q.Q4_K, (9, 768)), ("w_q6_k_tall", Q.Q6_K, (9, 768)),
+    ]
+    for name, qtype, shape in k_specs:
+        block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        n_blocks = int(np.prod(shape)) // block_size
+        blocks = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+
+        def scales(n):
+            v = (rng.uniform(-1.0, 1.0, size=n) * 10.0 ** rng.uniform(-4.0, -1.0, size=n)).astype(np.float16)
+            v[rng.integers(0, n)] = np.float16(3e-6)  # a subnormal
+            if n > 1:
+                v[rng.integers(0, n)] = np.float16(0.0)
+            assert np.all(np.isfinite(v))
+            return v.reshape(n, 1).view(np.uint8)
+
+        if qtype == Q.Q4_K:  # {fp16 d, fp16 dmin, 12 scale bytes, 128 quant bytes}
+            blocks[:, 0:2] = scales(n_blocks)
+            blocks[:, 2:4] = scales(n_blocks)
+        else:  # Q6_K: {128 ql, 64 qh, 16 int8 scales, fp16 d}
+            blocks[:, 208:210] = scales(n_blocks)
+        raw = blocks.reshape(*shape[:-1], shape[-1] // block_size * type_size)
+        ref = gguf.quants.dequantize(raw, qtype).astype(np.float32).reshape(shape)
+        assert np.all(np.isfinite(ref))
+        writer.add_tensor(name, raw, raw_dtype=qtype)
+        ref_file = f"fixtures.gguf.{name}.f32"
+        ref.astype("<f4").tofile(os.path.join(out, ref_file))
+        manifest["gguf"]["tensors"].append({"name": name, "type": qtype.name, "shape": list(shape), "ref": ref_file})
+
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

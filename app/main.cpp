@@ -217,6 +217,8 @@ int main(int argc, char** argv) {
   gen->add_option("--kv-memory-fraction", g.backend.kv_memory_fraction,
                   "share of the free GPU memory the KV cache may take")
       ->check(CLI::Range(0.01, 1.0));
+  gen->add_option("--cpu-kv-dtype", g.backend.cpu_kv_dtype, "the CPU backend's KV cache: fp32, bf16 or fp16")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   gen->add_flag("--cuda-graphs", g.backend.cuda_graphs, "replay decode steps as CUDA graphs (GPU, TP 1)");
 
   std::string tk_model = "default", tk_text;

@@ -35,6 +35,7 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"backend.kind", &c.backend.kind},
       {"backend.dtype", &c.backend.dtype},
       {"backend.kv_memory_fraction", &c.backend.kv_memory_fraction},
+      {"backend.cpu_kv_dtype", &c.backend.cpu_kv_dtype},
       {"backend.cuda_graphs", &c.backend.cuda_graphs},
       {"server.host", &c.server.host},
       {"server.port", &c.server.port},
@@ -236,6 +237,7 @@ class Loader {
     positive("parallel.step_timeout_s", c.parallel.step_timeout_s);
     one_of("backend.kind", c.backend.kind, {"auto", "cpu", "cuda"});
     one_of("backend.dtype", c.backend.dtype, {"bf16", "fp16", "fp32"});
+    one_of("backend.cpu_kv_dtype", c.backend.cpu_kv_dtype, {"fp32", "bf16", "fp16"});
     if (!(c.backend.kv_memory_fraction > 0 && c.backend.kv_memory_fraction <= 1))
       fail("backend.kv_memory_fraction", "must be in (0, 1], got " + format_double(c.backend.kv_memory_fraction));
     if (c.server.host.empty()) fail("server.host", "must not be empty");

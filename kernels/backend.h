@@ -8,7 +8,8 @@
 //
 // Semantics (each op's exact contract is its CPU function in kernels/ops.h, which every backend is tested against):
 // - Tensors are 2-D views (kernels/tensor.h). The residual stream is fp32 on every backend; activations and the KV
-//   cache are in act_dtype(); the weights in the dtype their Tensor says. Arithmetic is fp32.
+//   cache are in act_dtype() (a backend may also take other KV types: kv_dtype_supported()); the weights in the dtype
+//   their Tensor says. Arithmetic is fp32.
 // - Index arrays (ids, positions, slots, pad, starts, lens) are int32 in backend memory (put there with upload()).
 // - Work is ordered: every op sees the results of the ops before it. A backend may run asynchronously (CUDA
 //   enqueues on its stream); download() and sync() wait for everything enqueued before them.
@@ -43,6 +44,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual DType act_dtype() const = 0;
+  // The KV cache's element types this backend takes (act_dtype() at least).
+  virtual bool kv_dtype_supported(DType t) const { return t == act_dtype(); }
 
   // --- memory ---------------------------------------------------------------------------------------------------
   // The buffers of one forward call, all at once: out[i] gets bytes[i] bytes (256-byte aligned). They stay valid

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "kernels/tensor.h"
+
 namespace tessera::ops {
 
 // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n] when bias != nullptr).
@@ -59,9 +61,18 @@ void attention_prefill(const float* q, int64_t q_stride, const float* k, const f
                        const int32_t* pad, float* out, int64_t B, int64_t L, int64_t n_heads, int64_t n_kv_heads,
                        int64_t head_dim, float scale);
 
+// kv_write into a cache of cache_type: fp32, or fp16 / bf16 (rounded to nearest even).
+void kv_write(const float* k, const float* v, int64_t src_stride, const int32_t* slots, const int32_t* positions,
+              int64_t n_tokens, void* cache_k, void* cache_v, DType cache_type, int64_t n_kv_heads, int64_t max_ctx,
+              int64_t head_dim);
+
 // One query token per sequence against its cached keys [starts[b], starts[b] + lens[b]) in slot slots[b].
 // q: [B] rows of stride q_stride holding [n_heads, head_dim]; out: [B, n_heads, head_dim] dense.
 void attention_decode(const float* q, int64_t q_stride, const float* cache_k, const float* cache_v,
+                      const int32_t* slots, const int32_t* starts, const int32_t* lens, float* out, int64_t B,
+                      int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale);
+// The same over a cache of cache_type (fp32, fp16 or bf16), converted to fp32 as it is read.
+void attention_decode(const float* q, int64_t q_stride, const void* cache_k, const void* cache_v, DType cache_type,
                       const int32_t* slots, const int32_t* starts, const int32_t* lens, float* out, int64_t B,
                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale);
 

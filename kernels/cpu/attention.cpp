@@ -49,7 +49,7 @@ void attention_prefill(const float* q, int64_t q_stride, const float* k, const f
       if (q0 >= L) continue;
       const int64_t nq = std::min(kQueryTile, L - q0);
       attend(q + (b * L + q0) * q_stride + h * head_dim, q_stride, k + (b * L + p) * kv_stride + kvh * head_dim,
-             v + (b * L + p) * kv_stride + kvh * head_dim, kv_stride, nq, q0 - p + 1, 1,
+             v + (b * L + p) * kv_stride + kvh * head_dim, DType::F32, kv_stride, nq, q0 - p + 1, 1,
              out + ((b * L + q0) * n_heads + h) * head_dim, out_stride, head_dim, scale);
     }
   }
@@ -58,6 +58,14 @@ void attention_prefill(const float* q, int64_t q_stride, const float* k, const f
 void attention_decode(const float* q, int64_t q_stride, const float* cache_k, const float* cache_v,
                       const int32_t* slots, const int32_t* starts, const int32_t* lens, float* out, int64_t B,
                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale) {
+  attention_decode(q, q_stride, cache_k, cache_v, DType::F32, slots, starts, lens, out, B, n_heads, n_kv_heads,
+                   head_dim, max_ctx, scale);
+}
+
+void attention_decode(const float* q, int64_t q_stride, const void* cache_k, const void* cache_v, DType cache_type,
+                      const int32_t* slots, const int32_t* starts, const int32_t* lens, float* out, int64_t B,
+                      int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale) {
+  const size_t elem = dtype_size(cache_type);
   check_head_dim(head_dim);
   const auto attend = detail::active_kernels().attend;
   // A task is one KV head of one sequence with the query heads that read it (GQA): each key block is transposed
@@ -72,7 +80,8 @@ void attention_decode(const float* q, int64_t q_stride, const float* cache_k, co
     const int64_t b = bk / n_kv_heads, h0 = (bk % n_kv_heads) * group, kvh = h0 / group_all;
     const int64_t base =
         ((static_cast<int64_t>(slots[b]) * (n_heads / group_all) + kvh) * max_ctx + starts[b]) * head_dim;
-    attend(q + b * q_stride + h0 * head_dim, head_dim, cache_k + base, cache_v + base, head_dim, group, lens[b], 0,
+    attend(q + b * q_stride + h0 * head_dim, head_dim, static_cast<const char*>(cache_k) + base * elem,
+           static_cast<const char*>(cache_v) + base * elem, cache_type, head_dim, group, lens[b], 0,
            out + (b * n_heads + h0) * head_dim, head_dim, head_dim, scale);
   }
 }

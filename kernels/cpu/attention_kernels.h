@@ -59,8 +59,38 @@ inline float hmax(fv v) {
   return m;
 }
 
-void attend_tile(const float* q, int64_t q_stride, const float* k, const float* v, int64_t kv_stride, int64_t nq,
-                 int64_t n_first, int64_t step, float* out, int64_t out_stride, int64_t head_dim, float scale) {
+// Element i of a K or V row stored in KT (fp32, or a 16-bit cache), and kW of them from element i.
+template <DType KT>
+inline float kv_at(const void* row, int64_t i) {
+  const auto* b = static_cast<const uint8_t*>(row);
+  if constexpr (KT == DType::F32) {
+    return load<float>(b + 4 * i);
+  } else if constexpr (KT == DType::F16) {
+    return half_at(b + 2 * i);
+  } else {
+    const uint32_t bits = static_cast<uint32_t>(load<uint16_t>(b + 2 * i)) << 16;
+    return load<float>(&bits);
+  }
+}
+template <DType KT>
+inline fv kv_vec(const void* row, int64_t i) {
+  const auto* b = static_cast<const uint8_t*>(row);
+  if constexpr (KT == DType::F32) {
+    return load<fv>(b + 4 * i);
+  } else if constexpr (KT == DType::F16) {
+    return halves(b + 2 * i);
+  } else {
+    return bf16s(b + 2 * i);
+  }
+}
+
+template <DType KT>
+void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const void* v_base, int64_t kv_stride,
+                   int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride, int64_t head_dim,
+                   float scale) {
+  constexpr int64_t kElem = KT == DType::F32 ? 4 : 2;
+  const auto* k = static_cast<const uint8_t*>(k_base);
+  const auto* v = static_cast<const uint8_t*>(v_base);
   constexpr int64_t kMaxTile = 64;
   float m[kMaxTile], l[kMaxTile];
   alignas(64) float kt[256 * kKeyBlock];  // the block's keys transposed: [head_dim][kKeyBlock]
@@ -77,8 +107,8 @@ void attend_tile(const float* q, int64_t q_stride, const float* k, const float* 
     for (int64_t j0 = 0; j0 < last; j0 += kKeyBlock) {
       const int64_t nb = min64(kKeyBlock, last - j0);
       for (int64_t j = 0; j < nb; ++j) {
-        const float* kr = k + (j0 + j) * kv_stride;
-        for (int64_t d = 0; d < head_dim; ++d) kt[d * kKeyBlock + j] = kr[d];
+        const uint8_t* kr = k + (j0 + j) * kv_stride * kElem;
+        for (int64_t d = 0; d < head_dim; ++d) kt[d * kKeyBlock + j] = kv_at<KT>(kr, d);
       }
       for (int64_t j = nb; j < kKeyBlock; ++j)
         for (int64_t d = 0; d < head_dim; ++d) kt[d * kKeyBlock + j] = 0.0f;
@@ -113,13 +143,13 @@ void attend_tile(const float* q, int64_t q_stride, const float* k, const float* 
         for (int64_t d = 0; d < head_dim; ++d) o[d] *= correction;
         for (int64_t j = 0; j < nbr; ++j) {
           const float pj = p[j];
-          const float* vr = v + (j0 + j) * kv_stride;
+          const uint8_t* vr = v + (j0 + j) * kv_stride * kElem;
           int64_t d = 0;
           for (; d + kW <= head_dim; d += kW) {
-            const fv acc = load<fv>(o + d) + load<fv>(vr + d) * pj;
+            const fv acc = load<fv>(o + d) + kv_vec<KT>(vr, d) * pj;
             std::memcpy(o + d, &acc, sizeof(acc));
           }
-          for (; d < head_dim; ++d) o[d] += pj * vr[d];
+          for (; d < head_dim; ++d) o[d] += pj * kv_at<KT>(vr, d);
         }
       }
     }
@@ -130,6 +160,17 @@ void attend_tile(const float* q, int64_t q_stride, const float* k, const float* 
       for (int64_t d = 0; d < head_dim; ++d) o[d] *= inv;
     }
   }
+}
+
+void attend_tile(const float* q, int64_t q_stride, const void* k, const void* v, DType kv_type, int64_t kv_stride,
+                 int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride, int64_t head_dim,
+                 float scale) {
+  if (kv_type == DType::F16)
+    return attend_tile_t<DType::F16>(q, q_stride, k, v, kv_stride, nq, n_first, step, out, out_stride, head_dim, scale);
+  if (kv_type == DType::BF16)
+    return attend_tile_t<DType::BF16>(q, q_stride, k, v, kv_stride, nq, n_first, step, out, out_stride, head_dim,
+                                      scale);
+  attend_tile_t<DType::F32>(q, q_stride, k, v, kv_stride, nq, n_first, step, out, out_stride, head_dim, scale);
 }
 
 }  // namespace

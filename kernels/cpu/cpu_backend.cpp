@@ -166,9 +166,9 @@ void CpuBackend::kv_write(const Tensor& k, const Tensor& v, const int32_t* slots
                           const KvLayer& cache) {
   need_f32("kv_write", k, "k");
   need_f32("kv_write", v, "v");
-  TESSERA_CHECK(k.stride == v.stride && cache.dtype == DType::F32);
-  ops::kv_write(k.at<float>(), v.at<float>(), k.stride, slots, positions, k.rows, static_cast<float*>(cache.k),
-                static_cast<float*>(cache.v), cache.n_kv_heads, cache.max_ctx, cache.head_dim);
+  TESSERA_CHECK(k.stride == v.stride && kv_dtype_supported(cache.dtype));
+  ops::kv_write(k.at<float>(), v.at<float>(), k.stride, slots, positions, k.rows, cache.k, cache.v, cache.dtype,
+                cache.n_kv_heads, cache.max_ctx, cache.head_dim);
 }
 
 void CpuBackend::attention_prefill(const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* pad, int64_t B,
@@ -185,10 +185,9 @@ void CpuBackend::attention_decode(const Tensor& q, const KvLayer& cache, const i
                                   size_t /*workspace_bytes*/, const Tensor& out) {
   need_f32("attention_decode", q, "q");
   need_dense("attention_decode", out, "out");
-  TESSERA_CHECK(cache.dtype == DType::F32);
-  ops::attention_decode(q.at<float>(), q.stride, static_cast<const float*>(cache.k), static_cast<const float*>(cache.v),
-                        slots, starts, lens, out.at<float>(), q.rows, s.n_heads, s.n_kv_heads, s.head_dim,
-                        cache.max_ctx, s.scale);
+  TESSERA_CHECK(kv_dtype_supported(cache.dtype));
+  ops::attention_decode(q.at<float>(), q.stride, cache.k, cache.v, cache.dtype, slots, starts, lens, out.at<float>(),
+                        q.rows, s.n_heads, s.n_kv_heads, s.head_dim, cache.max_ctx, s.scale);
 }
 
 void CpuBackend::copy_rows(const Tensor& src, int64_t first, int64_t step, const Tensor& dst) {

@@ -18,6 +18,8 @@ class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
   DType act_dtype() const override { return DType::F32; }
+  // The KV cache may be fp32 or 16-bit (fp16, bf16: half the memory and the bytes decode reads).
+  bool kv_dtype_supported(DType t) const override { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
   void scratch(std::span<const size_t> bytes, std::span<void*> out) override;
   void upload(void* dst, const void* host_src, size_t bytes) override;

@@ -35,9 +35,11 @@ struct CpuKernels {
   // quant_kernels.h: y rows [0, m) for weight rows [j0, j1), every weight row decoded once per group of rows of x.
   void (*rows)(const float* x, int64_t m, const Tensor& w, int64_t j0, int64_t j1, float* y, int64_t ldy);
   void (*dequantize)(const Tensor& w, int64_t r0, int64_t r1, float* out);
-  // attention_kernels.h: nq queries; query r attends keys [0, n_first + r · step) of k / v.
-  void (*attend)(const float* q, int64_t q_stride, const float* k, const float* v, int64_t kv_stride, int64_t nq,
-                 int64_t n_first, int64_t step, float* out, int64_t out_stride, int64_t head_dim, float scale);
+  // attention_kernels.h: nq queries; query r attends keys [0, n_first + r · step) of k / v (fp32, fp16 or bf16;
+  // kv_stride in elements).
+  void (*attend)(const float* q, int64_t q_stride, const void* k, const void* v, DType kv_type, int64_t kv_stride,
+                 int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride, int64_t head_dim,
+                 float scale);
 };
 extern const CpuKernels kGenericKernels;
 extern const CpuKernels kAvx2Kernels;

@@ -59,7 +59,9 @@ TEST(Backend, ResolvesToWhatThisMachineHas) {
     } catch (const Error& e) {
       EXPECT_EQ(std::string(e.what()), "backend.kind cuda: " + why);
     }
-    if (!worker::cuda_compiled()) EXPECT_NE(why.find("built without the CUDA backend"), std::string::npos) << why;
+    if (!worker::cuda_compiled()) {
+      EXPECT_NE(why.find("built without the CUDA backend"), std::string::npos) << why;
+    }
   }
 }
 

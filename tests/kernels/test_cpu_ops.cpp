@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "formats/dequant.h"
 #include "kernels/ops.h"
 
 namespace {
@@ -185,6 +186,46 @@ TEST(CpuOps, DecodeEqualsLastPrefillRowThroughTheCache) {
                    dec.data(), B, H, KV, D, max_ctx, 0.25f);
   for (int b = 0; b < B; ++b)
     for (int i = 0; i < H * D; ++i) EXPECT_EQ(dec[b * H * D + i], prefill_out[(b * L + L - 1) * H * D + i]);
+}
+
+// A 16-bit KV cache (backend.cpu_kv_dtype): kv_write rounds to nearest even, and decode over it is exactly decode
+// over an fp32 cache holding the rounded values (the conversion on read is exact).
+TEST(CpuOps, DecodeOverA16BitCacheIsDecodeOverItsRoundedValues) {
+  using tessera::ops::DType;
+  const int B = 2, H = 4, KV = 2, D = 32, max_ctx = 80, n = 70;
+  auto k = randn(n * KV * D, 50, 3.0f), v = randn(n * KV * D, 51, 3.0f), q = randn(B * H * D, 52);
+  std::vector<int32_t> slots(n), pos(n);
+  for (int t = 0; t < n; ++t) {
+    slots[t] = t % B;
+    pos[t] = t / B;
+  }
+  std::vector<int32_t> seq_slots = {0, 1}, starts = {0, 0}, lens = {n / B, n / B};
+  for (DType t : {DType::BF16, DType::F16}) {
+    SCOPED_TRACE(tessera::ops::dtype_name(t));
+    std::vector<uint16_t> ck(size_t(B) * KV * max_ctx * D), cv(ck.size());
+    tessera::ops::kv_write(k.data(), v.data(), KV * D, slots.data(), pos.data(), n, ck.data(), cv.data(), t, KV,
+                           max_ctx, D);
+    std::vector<float> fk(ck.size()), fv(cv.size());
+    for (size_t i = 0; i < ck.size(); ++i) {
+      fk[i] = t == DType::BF16 ? tessera::formats::bf16_to_fp32(ck[i]) : tessera::formats::fp16_to_fp32(ck[i]);
+      fv[i] = t == DType::BF16 ? tessera::formats::bf16_to_fp32(cv[i]) : tessera::formats::fp16_to_fp32(cv[i]);
+    }
+    // Rounded to nearest: within half a unit in the last place of the type (8 or 11 significant bits).
+    const double half_ulp = t == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+    for (int tk = 0; tk < n; ++tk)
+      for (int h = 0; h < KV; ++h)
+        for (int d = 0; d < D; ++d) {
+          const float x = k[(tk * KV + h) * D + d];
+          const float y = fk[((size_t(slots[tk]) * KV + h) * max_ctx + pos[tk]) * D + d];
+          ASSERT_LE(std::fabs(double(y) - x), half_ulp * std::fabs(x) + 6e-8) << x << " -> " << y;
+        }
+    std::vector<float> got(B * H * D, NAN), ref(B * H * D, NAN);
+    tessera::ops::attention_decode(q.data(), H * D, ck.data(), cv.data(), t, seq_slots.data(), starts.data(),
+                                   lens.data(), got.data(), B, H, KV, D, max_ctx, 0.2f);
+    attention_decode(q.data(), H * D, fk.data(), fv.data(), seq_slots.data(), starts.data(), lens.data(), ref.data(), B,
+                     H, KV, D, max_ctx, 0.2f);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], ref[i]) << i;
+  }
 }
 
 TEST(CpuOps, ActivationsMatchFormulas) {

@@ -122,7 +122,8 @@ void ForwardPass::prepare(int64_t n, int64_t B, size_t workspace_bytes) {
 void ForwardPass::check_kv(std::span<const ops::KvLayer> kv) const {
   TESSERA_CHECK(static_cast<int64_t>(kv.size()) == c_.n_layers);
   TESSERA_CHECK_MSG(kv[0].n_slots > 0, "the KV cache is not configured");
-  TESSERA_CHECK(kv[0].n_kv_heads == n_kv_heads_ && kv[0].head_dim == c_.head_dim && kv[0].dtype == be_.act_dtype());
+  TESSERA_CHECK(kv[0].n_kv_heads == n_kv_heads_ && kv[0].head_dim == c_.head_dim &&
+                be_.kv_dtype_supported(kv[0].dtype));
 }
 
 int32_t ForwardPass::local_id(int32_t token) const {

@@ -1,6 +1,10 @@
 // worker/model/transformer.cpp — see transformer.h.
 #include "worker/model/transformer.h"
 
+#include <string>
+
+#include "common/check.h"
+
 namespace tessera::worker {
 
 Transformer::Transformer(model::ModelWeights weights, parallel::Communicator* tp) : w_(std::move(weights)), tp_(tp) {
@@ -14,16 +18,22 @@ Transformer::Transformer(model::ModelWeights weights, parallel::Communicator* tp
   forward_ = std::make_unique<ForwardPass>(w_.config, w_.shard, place_weights(w_, view), backend_, *tp_);
 }
 
+void Transformer::set_kv_dtype(ops::DType t) {
+  if (!backend_.kv_dtype_supported(t))
+    throw Error(std::string("the CPU KV cache cannot be ") + ops::dtype_name(t) + " (fp32, fp16 or bf16)");
+  kv_dtype_ = t;
+}
+
 KvCache Transformer::make_cache(int64_t n_slots, int64_t max_ctx) const {
   const auto& c = w_.config;
-  return KvCache(c.n_layers, n_slots, forward_->n_kv_heads(), max_ctx, c.head_dim);
+  return KvCache(c.n_layers, n_slots, forward_->n_kv_heads(), max_ctx, c.head_dim, kv_dtype_);
 }
 
 std::vector<ops::KvLayer> Transformer::kv_layers(KvCache& cache) const {
   std::vector<ops::KvLayer> kv(static_cast<size_t>(w_.config.n_layers));
   for (int64_t l = 0; l < w_.config.n_layers; ++l)
     kv[static_cast<size_t>(l)] =
-        ops::KvLayer{cache.k(l),      cache.v(l),        ops::DType::F32, cache.n_slots(), forward_->n_kv_heads(),
+        ops::KvLayer{cache.k(l),      cache.v(l),        cache.dtype(), cache.n_slots(), forward_->n_kv_heads(),
                      cache.max_ctx(), w_.config.head_dim};
   return kv;
 }

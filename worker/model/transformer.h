@@ -26,6 +26,9 @@ class Transformer {
 
   const model::ModelConfig& config() const { return w_.config; }
   const model::ModelWeights& weights() const { return w_; }
+  // The KV cache's element type: fp32 (the default), fp16 or bf16 (half the memory; decode reads half the bytes).
+  void set_kv_dtype(ops::DType t);
+  ops::DType kv_dtype() const { return kv_dtype_; }
   KvCache make_cache(int64_t n_slots, int64_t max_ctx) const;
 
   // Returns logits [B, vocab] of each row's last prompt token (on TP rank 0; other ranks get an empty vector).
@@ -41,6 +44,7 @@ class Transformer {
   std::unique_ptr<parallel::Communicator> own_tp_;
   parallel::Communicator* tp_;
   ops::CpuBackend backend_;
+  ops::DType kv_dtype_ = ops::DType::F32;
   std::unique_ptr<ForwardPass> forward_;
 };
 

@@ -1,7 +1,9 @@
 // formats/tensor_source.cpp — DType tables, TensorInfo, the shared read path, open_tensor_source.
 #include "formats/tensor_source.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <limits>
 
@@ -113,6 +115,14 @@ const void* TensorSource::data(const std::string& name) const {
 int64_t TensorSource::nbytes(const std::string& name) const {
   const TensorInfo& ti = info(name);
   return dtype_nbytes(ti.dtype, ti.numel());
+}
+
+void TensorSource::release(const std::string& name) const {
+  const auto addr = reinterpret_cast<uintptr_t>(data(name));
+  const auto n = static_cast<uintptr_t>(nbytes(name));
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (addr + page - 1) / page * page, end = (addr + n) / page * page;
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 std::vector<float> TensorSource::read_all(const std::string& name) const {

@@ -63,6 +63,10 @@ class TensorSource {
   // PyTorch order), valid while the source lives. Sources without a mapping throw tessera::Error.
   virtual const void* data(const std::string& name) const;
   virtual int64_t nbytes(const std::string& name) const;
+  // Drops this process's resident pages of the tensor's bytes (madvise DONTNEED on the whole pages inside them):
+  // after a loader has copied or converted a tensor, the file's pages no longer count in its RSS. The bytes stay
+  // readable (a later read faults them in again from the page cache). Advice only: failures are ignored.
+  void release(const std::string& name) const;
 
   // Whole tensor as fp32.
   std::vector<float> read_all(const std::string& name) const;

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <fstream>
@@ -118,6 +119,7 @@ class Loader {
       }
     }
     if (fix) fix(bytes.data(), row_bytes);
+    for (const Part& p : parts) src_.release(p.name);  // copied: the file's pages need not stay resident
     return owned(out_t, rows, cols, std::move(bytes));
   }
   HostTensor matrix(const std::string& name, const std::vector<int64_t>& shape, Range rows = kAll, Range cols = kAll) {
@@ -128,22 +130,39 @@ class Loader {
   // parts' output columns stacked as rows.
   HostTensor transposed(const std::string& name, int64_t in, int64_t out, Range in_range,
                         const std::vector<Range>& out_ranges) {
-    src_.expect(name, {in, out});
+    const formats::TensorInfo& info = src_.expect(name, {in, out});
     const int64_t ni = in_range.size();
     int64_t total = 0;
     for (const Range& r : out_ranges) total += r.size();
     std::vector<uint8_t> bytes(sizeof(float) * static_cast<size_t>(ni * total));
     auto* o = reinterpret_cast<float*>(bytes.data());
-    std::vector<float> t;
     int64_t row0 = 0;
-    for (const Range& r : out_ranges) {
-      const int64_t no = r.size();
-      t.resize(static_cast<size_t>(ni * no));
-      src_.read(name, in_range.begin, in_range.end, r.begin, r.end, t.data());
-      for (int64_t i = 0; i < ni; ++i)
-        for (int64_t c = 0; c < no; ++c) o[(row0 + c) * ni + i] = t[static_cast<size_t>(i * no + c)];
-      row0 += no;
+    if (info.dtype == formats::DType::F32 && reinterpret_cast<uintptr_t>(src_.data(name)) % alignof(float) == 0) {
+      // fp32 in the mapping: a blocked transpose straight from the file's pages, tiles of 64 × 64 over the threads.
+      const auto* t = static_cast<const float*>(src_.data(name));
+      constexpr int64_t kTile = 64;
+      for (const Range& r : out_ranges) {
+        const int64_t no = r.size();
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t c0 = 0; c0 < no; c0 += kTile)
+          for (int64_t i0 = 0; i0 < ni; i0 += kTile)
+            for (int64_t c = c0; c < std::min(no, c0 + kTile); ++c)
+              for (int64_t i = i0; i < std::min(ni, i0 + kTile); ++i)
+                o[(row0 + c) * ni + i] = t[(in_range.begin + i) * out + r.begin + c];
+        row0 += no;
+      }
+    } else {
+      std::vector<float> t;
+      for (const Range& r : out_ranges) {
+        const int64_t no = r.size();
+        t.resize(static_cast<size_t>(ni * no));
+        src_.read(name, in_range.begin, in_range.end, r.begin, r.end, t.data());
+        for (int64_t i = 0; i < ni; ++i)
+          for (int64_t c = 0; c < no; ++c) o[(row0 + c) * ni + i] = t[static_cast<size_t>(i * no + c)];
+        row0 += no;
+      }
     }
+    src_.release(name);
     return owned(ops::DType::F32, total, ni, std::move(bytes));
   }
 

@@ -22,6 +22,10 @@ namespace tessera::ops {
 // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n] when bias != nullptr).
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k);
 
+// y[m, n] = x[m, k] · w[k, n] (+ bias[n]): the weight stored [in, out] (GPT-2's Conv1D), row stride ldw >= n.
+void linear_kn(const float* x, const float* w, int64_t ldw, const float* bias, float* y, int64_t m, int64_t n,
+               int64_t k);
+
 // out[i, :] = wte[ids[i], :] (+ wpe[pos[i], :] when wpe != nullptr).  out: [n, dim]
 void embedding(const int32_t* ids, const int32_t* pos, const float* wte, const float* wpe, float* out, int64_t n,
                int64_t dim);

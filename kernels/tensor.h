@@ -85,6 +85,9 @@ struct Tensor {
   void* data = nullptr;  // nullptr: absent (an optional bias, GPT-2's wpe on Llama)
   DType dtype = DType::F32;
   int64_t rows = 0, cols = 0, stride = 0;
+  // Stored transposed: element (r, c) at (c · stride + r) elements from data. Only fp32 weights of the CPU
+  // backend's linear() (GPT-2's Conv1D weights, [in, out] in the file, read in place); every other op refuses it.
+  bool transposed = false;
 
   static Tensor dense(void* data, DType dtype, int64_t rows, int64_t cols) {
     return Tensor{data, dtype, rows, cols, cols};
@@ -93,7 +96,7 @@ struct Tensor {
     return dense(const_cast<void*>(data), dtype, rows, cols);
   }
   bool empty() const { return data == nullptr; }
-  bool contiguous() const { return stride == cols; }
+  bool contiguous() const { return !transposed && stride == cols; }
   int64_t numel() const { return rows * cols; }
   // Element (r, c) as a typed pointer (F32 tensors on the host) or as bytes.
   template <typename T>

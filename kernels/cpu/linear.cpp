@@ -60,4 +60,37 @@ void linear(const float* x, const float* w, const float* bias, float* y, int64_t
   }
 }
 
+void linear_kn(const float* x, const float* w, int64_t ldw, const float* bias, float* y, int64_t m, int64_t n,
+               int64_t k) {
+#ifdef TESSERA_HAVE_OPENBLAS
+  if (m == 1) {
+    cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(k), static_cast<int>(n), 1.0f, w, static_cast<int>(ldw), x,
+                1, 0.0f, y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), 1.0f, x, static_cast<int>(k), w, static_cast<int>(ldw), 0.0f, y,
+                static_cast<int>(n));
+  }
+#else
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < m; ++i) {
+    float* yr = y + i * n;
+    for (int64_t j = 0; j < n; ++j) yr[j] = 0.0f;
+    for (int64_t t = 0; t < k; ++t) {
+      const float xv = x[i * k + t];
+      const float* wr = w + t * ldw;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) yr[j] += xv * wr[j];
+    }
+  }
+#endif
+  if (bias != nullptr) {
+    for (int64_t i = 0; i < m; ++i) {
+      float* yr = y + i * n;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) yr[j] += bias[j];
+    }
+  }
+}
+
 }  // namespace tessera::ops

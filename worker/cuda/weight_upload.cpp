@@ -48,7 +48,7 @@ ModelTensors CudaRunner::upload(const model::ModelWeights& w) {
     const int64_t rows = h.rows, cols = h.cols;
     // Weights of a block or 16-bit type are dequantized on the host first (the GPU kernels take fp32/fp16/bf16).
     const float* src = nullptr;
-    if (h.dtype == ops::DType::F32) {
+    if (h.dtype == ops::DType::F32 && !h.transposed) {
       src = h.f32_data();
     } else {
       converted_all.push_back(h.to_f32());

@@ -134,6 +134,24 @@ class Loader {
     const int64_t ni = in_range.size();
     int64_t total = 0;
     for (const Range& r : out_ranges) total += r.size();
+    bool adjacent = true;  // the output ranges are one run of columns
+    for (size_t i = 1; i < out_ranges.size(); ++i) adjacent = adjacent && out_ranges[i].begin == out_ranges[i - 1].end;
+    const bool f32_mapped =
+        info.dtype == formats::DType::F32 && reinterpret_cast<uintptr_t>(src_.data(name)) % alignof(float) == 0;
+    // Read in place (the CPU's linear takes [in, out] as it is) when the rank's output columns are whole rows of
+    // the file: a narrower column slice would leave other ranks' columns resident too (the kernel maps 64 KiB
+    // around every faulting page), so a TP rank copies its columns instead.
+    const bool whole_rows = adjacent && out_ranges.front().begin == 0 && out_ranges.back().end == out;
+    if (keep_ && f32_mapped && whole_rows) {
+      HostTensor h;
+      h.dtype = ops::DType::F32;
+      h.rows = total;
+      h.cols = ni;
+      h.data = static_cast<const float*>(src_.data(name)) + in_range.begin * out + out_ranges[0].begin;
+      h.transposed = true;
+      h.ld = out;
+      return h;
+    }
     std::vector<uint8_t> bytes(sizeof(float) * static_cast<size_t>(ni * total));
     auto* o = reinterpret_cast<float*>(bytes.data());
     int64_t row0 = 0;
@@ -315,7 +333,11 @@ const float* HostTensor::f32_data() const {
 std::vector<float> HostTensor::to_f32() const {
   std::vector<float> v(static_cast<size_t>(numel()));
   if (empty()) return v;
-  if (dtype == ops::DType::F32) {
+  if (transposed) {
+    const auto* t = static_cast<const float*>(data);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) v[static_cast<size_t>(r * cols + c)] = t[c * ld + r];
+  } else if (dtype == ops::DType::F32) {
     std::memcpy(v.data(), data, v.size() * sizeof(float));
   } else {
     ops::dequantize_rows(tensor(), 0, rows, v.data());

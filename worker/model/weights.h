@@ -9,10 +9,11 @@
 // Storage: matrices keep the file's type (fp32, fp16, bf16, GGUF's Q8_0, Q4_0, Q4_1, Q4_K, Q6_K; kernels/tensor.h)
 // and, where the file's layout is the engine's (a whole matrix, or a rank's rows of one), are views of the memory-
 // mapped file: nothing is copied and only the pages a rank reads become resident. A stacked matrix is copied once,
-// still in its type; a Conv1D weight, a column slice not in whole blocks or stacked parts of different types are
-// converted to fp32. Norm weights, biases and GPT-2's position table are fp32. LoadOptions::keep_types = false
-// gives fp32 everywhere (what a backend that converts at upload may ask for).
-// Immutable after load; safe to share between threads.
+// still in its type; a GPT-2 Conv1D weight ([in, out]) is an fp32 view stored transposed when the file holds fp32
+// and a rank's output columns are one range, else transposed into fp32; a column slice not in whole blocks or stacked
+// parts of different types are converted to fp32. Norm weights, biases and GPT-2's position table are fp32.
+// LoadOptions::keep_types = false gives fp32 everywhere (what a backend that converts at upload may ask for). Immutable
+// after load; safe to share between threads.
 #pragma once
 
 #include <memory>
@@ -36,6 +37,10 @@ struct HostTensor {
   int64_t rows = 0, cols = 0;
   const void* data = nullptr;  // nullptr: absent
   std::shared_ptr<const std::vector<uint8_t>> own;
+  // fp32 stored transposed ([cols, rows], row stride ld): a GPT-2 Conv1D weight viewed in the file (ops::Tensor's
+  // `transposed`).
+  bool transposed = false;
+  int64_t ld = 0;
 
   static HostTensor f32(std::vector<float> values, int64_t rows, int64_t cols);
   bool empty() const { return data == nullptr; }
@@ -44,7 +49,14 @@ struct HostTensor {
   size_t nbytes() const { return empty() ? 0 : ops::dtype_nbytes(dtype, numel()); }
   const float* f32_data() const;      // dtype F32 only
   std::vector<float> to_f32() const;  // dequantized
-  ops::Tensor tensor() const { return ops::Tensor::dense(data, dtype, rows, cols); }
+  ops::Tensor tensor() const {
+    ops::Tensor t = ops::Tensor::dense(data, dtype, rows, cols);
+    if (transposed) {
+      t.stride = ld;
+      t.transposed = true;
+    }
+    return t;
+  }
 };
 
 struct LayerWeights {

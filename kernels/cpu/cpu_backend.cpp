@@ -59,30 +59,22 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias, co
   need_dense("linear", bias, "bias");
   need_f32("linear", y, "y");
   TESSERA_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
-  if (w.transposed) {  // an fp32 [in, out] weight read in place
-    if (w.dtype != DType::F32) throw Error("cpu backend: linear: a transposed w must be fp32");
-    float* out = y.contiguous() ? y.at<float>() : (staging_.resize(static_cast<size_t>(y.numel())), staging_.data());
-    ops::linear_kn(x.at<float>(), w.at<float>(), w.stride, f32_or_null(bias), out, x.rows, w.rows, x.cols);
-    if (!y.contiguous())
-      for (int64_t r = 0; r < y.rows; ++r)
-        std::memcpy(y.at<float>(r), out + r * y.cols, sizeof(float) * static_cast<size_t>(y.cols));
-    return;
-  }
   if (w.dtype != DType::F32) {  // weights in their file's type (kernels/cpu/quant.h), any output stride
-    if (!w.contiguous()) throw Error("cpu backend: linear: w must be dense");
+    if (!w.contiguous()) throw Error("cpu backend: linear: w of a block or 16-bit type must be dense");
     linear_typed(x.at<float>(), x.rows, w, f32_or_null(bias), y.at<float>(), y.stride);
     return;
   }
-  need_dense("linear", w, "w");
-  if (y.contiguous()) {
-    ops::linear(x.at<float>(), w.at<float>(), f32_or_null(bias), y.at<float>(), x.rows, w.rows, x.cols);
-    return;
+  if (!w.transposed) need_dense("linear", w, "w");
+  // fp32: into y, or for a strided output (the logits block of a vocabulary shard) dense, then placed row by row.
+  float* out = y.contiguous() ? y.at<float>() : (staging_.resize(static_cast<size_t>(y.numel())), staging_.data());
+  if (w.transposed) {  // an [in, out] weight read in place (GPT-2's Conv1D)
+    ops::linear_kn(x.at<float>(), w.at<float>(), w.stride, f32_or_null(bias), out, x.rows, w.rows, x.cols);
+  } else {
+    ops::linear(x.at<float>(), w.at<float>(), f32_or_null(bias), out, x.rows, w.rows, x.cols);
   }
-  // A strided output (the logits block of a vocabulary shard): computed dense, then placed row by row.
-  staging_.resize(static_cast<size_t>(y.numel()));
-  ops::linear(x.at<float>(), w.at<float>(), f32_or_null(bias), staging_.data(), x.rows, w.rows, x.cols);
-  for (int64_t r = 0; r < y.rows; ++r)
-    std::memcpy(y.at<float>(r), staging_.data() + r * y.cols, sizeof(float) * static_cast<size_t>(y.cols));
+  if (!y.contiguous())
+    for (int64_t r = 0; r < y.rows; ++r)
+      std::memcpy(y.at<float>(r), out + r * y.cols, sizeof(float) * static_cast<size_t>(y.cols));
 }
 
 void CpuBackend::embedding(const int32_t* ids, const int32_t* pos, const Tensor& wte, const Tensor& wpe,

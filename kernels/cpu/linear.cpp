@@ -33,6 +33,15 @@ __attribute__((target_clones("arch=haswell", "default"))) void rows_times_weight
   }
 }
 
+void add_bias(float* y, const float* bias, int64_t m, int64_t n) {
+  if (bias == nullptr) return;
+  for (int64_t i = 0; i < m; ++i) {
+    float* yr = y + i * n;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) yr[j] += bias[j];
+  }
+}
+
 }  // namespace
 
 void linear(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
@@ -51,13 +60,7 @@ void linear(const float* x, const float* w, const float* bias, float* y, int64_t
 #else
   rows_times_weights(x, w, y, m, n, k);
 #endif
-  if (bias != nullptr) {
-    for (int64_t i = 0; i < m; ++i) {
-      float* yr = y + i * n;
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) yr[j] += bias[j];
-    }
-  }
+  add_bias(y, bias, m, n);
 }
 
 void linear_kn(const float* x, const float* w, int64_t ldw, const float* bias, float* y, int64_t m, int64_t n,
@@ -84,13 +87,7 @@ void linear_kn(const float* x, const float* w, int64_t ldw, const float* bias, f
     }
   }
 #endif
-  if (bias != nullptr) {
-    for (int64_t i = 0; i < m; ++i) {
-      float* yr = y + i * n;
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) yr[j] += bias[j];
-    }
-  }
+  add_bias(y, bias, m, n);
 }
 
 }  // namespace tessera::ops

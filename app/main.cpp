@@ -26,6 +26,7 @@
 #include "coordinator/bench/bench_serve_cli.h"
 #include "coordinator/generate.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "kernels/cpu/quant.h"
 #include "parallel/bootstrap.h"
 #include "parallel/mpi_dispatcher.h"
 #include "worker/engine.h"
@@ -179,11 +180,19 @@ int main(int argc, char** argv) {
   // threads need). So unless the user chose either, start again with a bounded spin: ACTIVE for 100000 spins
   // (about 3 ms on an AMD EPYC core; ops of a step are microseconds apart), then a futex sleep. Measured
   // (docs/benchmarks.md): decode 50-56 tok/s, and an idle server uses no CPU after its last step.
+  // OpenBLAS picks its kernels when it is loaded too, and runs its AVX2 ones on the AVX-512 CPUs it does not know
+  // (kernels/cpu/quant.h: preferred_openblas_core); unless the user chose, start again with the AVX-512 ones.
+  bool restart = false;
   if (std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
     ::setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
     ::setenv("GOMP_SPINCOUNT", "100000", 1);
-    ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the default
+    restart = true;
   }
+  if (const char* core = tessera::ops::preferred_openblas_core(); core && std::getenv("OPENBLAS_CORETYPE") == nullptr) {
+    ::setenv("OPENBLAS_CORETYPE", core, 1);
+    restart = true;
+  }
+  if (restart) ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the defaults
   spdlog::set_default_logger(spdlog::stderr_color_mt("tessera"));
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   if (const char* lvl = std::getenv("TESSERA_LOG_LEVEL")) spdlog::set_level(spdlog::level::from_str(lvl));
@@ -219,6 +228,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.01, 1.0));
   gen->add_option("--cpu-kv-dtype", g.backend.cpu_kv_dtype, "the CPU backend's KV cache: fp32, bf16 or fp16")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  gen->add_option("--cpu-activations", g.backend.cpu_activations,
+                  "the CPU products with quantized weights: fp32 (exact) or int8 (approximate, faster)")
+      ->check(CLI::IsMember({"fp32", "int8"}));
   gen->add_flag("--cuda-graphs", g.backend.cuda_graphs, "replay decode steps as CUDA graphs (GPU, TP 1)");
 
   std::string tk_model = "default", tk_text;

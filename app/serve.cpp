@@ -150,6 +150,7 @@ worker::BackendOptions backend_options(const coordinator::ServeConfig& cfg) {
   b.dtype = cfg.backend.dtype;
   b.kv_memory_fraction = cfg.backend.kv_memory_fraction;
   b.cpu_kv_dtype = cfg.backend.cpu_kv_dtype;
+  b.cpu_activations = cfg.backend.cpu_activations;
   b.cuda_graphs = cfg.backend.cuda_graphs;
   return b;
 }

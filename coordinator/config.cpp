@@ -36,6 +36,7 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"backend.dtype", &c.backend.dtype},
       {"backend.kv_memory_fraction", &c.backend.kv_memory_fraction},
       {"backend.cpu_kv_dtype", &c.backend.cpu_kv_dtype},
+      {"backend.cpu_activations", &c.backend.cpu_activations},
       {"backend.cuda_graphs", &c.backend.cuda_graphs},
       {"server.host", &c.server.host},
       {"server.port", &c.server.port},
@@ -238,6 +239,7 @@ class Loader {
     one_of("backend.kind", c.backend.kind, {"auto", "cpu", "cuda"});
     one_of("backend.dtype", c.backend.dtype, {"bf16", "fp16", "fp32"});
     one_of("backend.cpu_kv_dtype", c.backend.cpu_kv_dtype, {"fp32", "bf16", "fp16"});
+    one_of("backend.cpu_activations", c.backend.cpu_activations, {"fp32", "int8"});
     if (!(c.backend.kv_memory_fraction > 0 && c.backend.kv_memory_fraction <= 1))
       fail("backend.kv_memory_fraction", "must be in (0, 1], got " + format_double(c.backend.kv_memory_fraction));
     if (c.server.host.empty()) fail("server.host", "must not be empty");

@@ -28,11 +28,12 @@ struct ServeConfig {
     double step_timeout_s = 60;  // a step slower than this means a rank is gone: fail fast
   } parallel;
   struct {
-    std::string kind = "auto";          // auto | cpu | cuda
-    std::string dtype = "bf16";         // bf16 | fp16 | fp32 (GPU storage type; the CPU backend computes in fp32)
-    double kv_memory_fraction = 0.9;    // fraction of free accelerator memory for the KV cache, (0, 1]
-    std::string cpu_kv_dtype = "fp32";  // fp32 | bf16 | fp16: the CPU backend's KV cache (the GPU's follows dtype)
-    bool cuda_graphs = false;           // decode steps replayed as CUDA graphs (TP 1; off until measured on a GPU)
+    std::string kind = "auto";             // auto | cpu | cuda
+    std::string dtype = "bf16";            // bf16 | fp16 | fp32 (GPU storage type; the CPU backend computes in fp32)
+    double kv_memory_fraction = 0.9;       // fraction of free accelerator memory for the KV cache, (0, 1]
+    std::string cpu_kv_dtype = "fp32";     // fp32 | bf16 | fp16: the CPU backend's KV cache (the GPU's follows dtype)
+    std::string cpu_activations = "fp32";  // fp32 | int8: the CPU products with quantized weights
+    bool cuda_graphs = false;              // decode steps replayed as CUDA graphs (TP 1; off until measured on a GPU)
   } backend;
   struct {
     std::string host = "127.0.0.1";

@@ -170,30 +170,36 @@ text=""
 for _ in $(seq 160); do text+="$sentence"; done
 all_ids="$("$bin" tokenize --model "$model" --text "$text" | tr -d '[] ')"
 (( $(tr ',' '\n' <<<"$all_ids" | wc -l) >= 2000 )) || die "the repeated sentence gave fewer than 2000 tokens"
-prefill() {  # prefill N: tok/s of an N-token prompt
-  log "tessera generate: $1-token prompt"
-  TESSERA_LOG_LEVEL=info "$bin" generate --model "$model" --prompt-ids "$(cut -d, -f1-"$1" <<<"$all_ids")" \
-    --max-tokens 1 >/dev/null 2>"$glog" || { tail -n 20 "$glog" >&2; die "tessera generate failed (log: $glog)"; }
+# Every tessera row in both activation modes (backend.cpu_activations: fp32, the default, and int8).
+declare -A t_pp512 t_pp2000 t_tg t_tpot t_tput16
+prefill() {  # prefill MODE N: tok/s of an N-token prompt
+  log "tessera generate ($1 activations): $2-token prompt"
+  TESSERA_LOG_LEVEL=info "$bin" generate --model "$model" --cpu-activations "$1" \
+    --prompt-ids "$(cut -d, -f1-"$2" <<<"$all_ids")" --max-tokens 1 >/dev/null 2>"$glog" ||
+    { tail -n 20 "$glog" >&2; die "tessera generate failed (log: $glog)"; }
   rate prefill
 }
-t_pp512=$(prefill 512); t_pp2000=$(prefill 2000)
-log "tessera generate: decode 128 tokens"
-TESSERA_LOG_LEVEL=info "$bin" generate --model "$model" --prompt "Tell me about the history of Rome." \
-  --max-tokens 128 --ignore-eos >/dev/null 2>"$glog" || { tail -n 20 "$glog" >&2; die "tessera generate failed"; }
-t_tg=$(rate decode)
+for mode in fp32 int8; do
+  t_pp512[$mode]=$(prefill $mode 512); t_pp2000[$mode]=$(prefill $mode 2000)
+  log "tessera generate ($mode activations): decode 128 tokens"
+  TESSERA_LOG_LEVEL=info "$bin" generate --model "$model" --cpu-activations $mode \
+    --prompt "Tell me about the history of Rome." --max-tokens 128 --ignore-eos >/dev/null 2>"$glog" ||
+    { tail -n 20 "$glog" >&2; die "tessera generate failed"; }
+  t_tg[$mode]=$(rate decode)
 
-# ---------------------------------------------------------------------------------------------------------------
-# Serving. tessera: one server, up to 16 sequences in a step, for both loads (as scripts/bench-serve.sh).
-log "tessera serve on port $port"
-"$bin" serve --model "$model" --port "$port" --set scheduler.max_running=16 --set logging.level=warn \
-  >"$out/tessera-serve.log" 2>&1 &
-server=$!
-wait_ready "http://127.0.0.1:$port/ready" "$out/tessera-serve.log"
-client "$port" 1 8 tessera-c1
-client "$port" 16 32 tessera-c16
-stop_server
+  # Serving. tessera: one server, up to 16 sequences in a step, for both loads (as scripts/bench-serve.sh).
+  log "tessera serve ($mode activations) on port $port"
+  "$bin" serve --model "$model" --port "$port" --set scheduler.max_running=16 --set logging.level=warn \
+    --set backend.cpu_activations=$mode >"$out/tessera-serve-$mode.log" 2>&1 &
+  server=$!
+  wait_ready "http://127.0.0.1:$port/ready" "$out/tessera-serve-$mode.log"
+  client "$port" 1 8 tessera-$mode-c1
+  client "$port" 16 32 tessera-$mode-c16
+  stop_server
+  t_tpot[$mode]=$(serve_metric tessera-$mode-c1 mean_tpot_ms 8)
+  t_tput16[$mode]=$(serve_metric tessera-$mode-c16 output_throughput 32)
+done
 unset OMP_NUM_THREADS
-t_tpot=$(serve_metric tessera-c1 mean_tpot_ms 8); t_tput16=$(serve_metric tessera-c16 output_throughput 32)
 
 # llama-server: one server per load with as many slots as streams; -c is split between the slots (no unified KV
 # when -np is given), 256 each holds a 128-token prompt and 64 outputs.
@@ -222,13 +228,17 @@ echo "## tessera vs llama.cpp on $cpu, $threads threads, $(date -u '+%Y-%m-%d %H
 echo
 echo "model: $(basename "$model"); tessera $commit ($build); llama.cpp vendored in llama-cpp-python $version"
 echo
-echo "| measure | tessera | llama.cpp | ratio |"
-echo "|---|---|---|---|"
-echo "| prefill, 512-token prompt (tok/s) | $t_pp512 | $l_pp512 | $(ratio "$t_pp512" "$l_pp512") |"
-echo "| prefill, 2000-token prompt (tok/s) | $t_pp2000 | $l_pp2000 | $(ratio "$t_pp2000" "$l_pp2000") |"
-echo "| decode, single stream (tok/s) | $t_tg | $l_tg | $(ratio "$t_tg" "$l_tg") |"
-echo "| serving, 1 stream, TPOT mean (ms) | $t_tpot | $l_tpot | $(ratio "$t_tpot" "$l_tpot") |"
-echo "| serving, 16 concurrent, output tok/s | $t_tput16 | $l_tput16 | $(ratio "$t_tput16" "$l_tput16") |"
+echo "| measure | tessera | llama.cpp | ratio | tessera, int8 activations | ratio |"
+echo "|---|---|---|---|---|---|"
+row() {  # row LABEL ARRAY PEER
+  local -n t=$2
+  echo "| $1 | ${t[fp32]} | $3 | $(ratio "${t[fp32]}" "$3") | ${t[int8]} | $(ratio "${t[int8]}" "$3") |"
+}
+row "prefill, 512-token prompt (tok/s)" t_pp512 "$l_pp512"
+row "prefill, 2000-token prompt (tok/s)" t_pp2000 "$l_pp2000"
+row "decode, single stream (tok/s)" t_tg "$l_tg"
+row "serving, 1 stream, TPOT mean (ms)" t_tpot "$l_tpot"
+row "serving, 16 concurrent, output tok/s" t_tput16 "$l_tput16"
 echo
 echo "ratio = tessera / llama.cpp (above 1 is tessera faster, except TPOT, where lower is better)."
 echo
@@ -243,6 +253,7 @@ PY
 )"
 echo "Settings:"
 echo "- tessera ($build/tessera), OMP_NUM_THREADS=$threads, $tessera_omp:"
+echo "  - every row twice: \`--cpu-activations fp32\` (the default) and \`int8\` (\`--set backend.cpu_activations=int8\` for serve)"
 echo "  - prefill: \`tessera generate --prompt-ids <512 | 2000 ids> --max-tokens 1\`, one run each, its logged rate"
 echo "  - decode: \`tessera generate --prompt 'Tell me about the history of Rome.' --max-tokens 128 --ignore-eos\`"
 echo "  - serving: \`tessera serve --set scheduler.max_running=16 --set logging.level=warn\`, one server for both loads"

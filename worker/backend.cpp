@@ -23,6 +23,7 @@ class CpuModel final : public LoadedModel {
       : model_(model::load_weights(r.path, r.tp_rank, r.tp_size), r.host_comm), runner_(model_), comm_(r.host_comm) {
     const std::string& kv = r.options.cpu_kv_dtype;
     model_.set_kv_dtype(kv == "bf16" ? ops::DType::BF16 : kv == "fp16" ? ops::DType::F16 : ops::DType::F32);
+    model_.set_activations(r.options.cpu_activations == "int8" ? ops::Activations::kInt8 : ops::Activations::kF32);
   }
   ModelRunner& runner() override { return runner_; }
   std::string backend() const override { return "cpu"; }
@@ -30,10 +31,11 @@ class CpuModel final : public LoadedModel {
     const auto& w = model_.weights();
     char buf[192];
     std::snprintf(buf, sizeof buf,
-                  "cpu backend (%s), fp32 activations, %.0f MB of weights in their file's types (%.0f MB "
+                  "cpu backend (%s), %s activations, %.0f MB of weights in their file's types (%.0f MB "
                   "mapped in place), %s KV cache",
-                  ops::isa_name(ops::active_isa()), static_cast<double>(w.n_bytes()) / 1e6,
-                  static_cast<double>(w.n_mapped_bytes()) / 1e6, ops::dtype_name(model_.kv_dtype()));
+                  ops::isa_name(ops::active_isa()), ops::activations_name(model_.activations()),
+                  static_cast<double>(w.n_bytes()) / 1e6, static_cast<double>(w.n_mapped_bytes()) / 1e6,
+                  ops::dtype_name(model_.kv_dtype()));
     return buf;
   }
   double weight_bytes() const override { return static_cast<double>(model_.weights().n_bytes()); }
@@ -118,6 +120,8 @@ void BackendOptions::validate() const {
     throw Error("backend.kv_memory_fraction must be in (0, 1], got " + std::to_string(kv_memory_fraction));
   if (cpu_kv_dtype != "fp32" && cpu_kv_dtype != "bf16" && cpu_kv_dtype != "fp16")
     throw Error("backend.cpu_kv_dtype must be fp32, bf16 or fp16, got '" + cpu_kv_dtype + "'");
+  if (cpu_activations != "fp32" && cpu_activations != "int8")
+    throw Error("backend.cpu_activations must be fp32 or int8, got '" + cpu_activations + "'");
 }
 
 bool cuda_compiled() {

@@ -29,11 +29,12 @@
 namespace tessera::worker {
 
 struct BackendOptions {
-  std::string kind = "auto";          // auto | cpu | cuda
-  std::string dtype = "bf16";         // bf16 | fp16 | fp32 (GPU storage type)
-  double kv_memory_fraction = 0.9;    // (0, 1]: the share of free device memory the KV pool may take
-  std::string cpu_kv_dtype = "fp32";  // fp32 | bf16 | fp16: the CPU backend's KV cache
-  bool cuda_graphs = false;           // decode steps as CUDA graphs (CudaRunner::set_cuda_graphs)
+  std::string kind = "auto";             // auto | cpu | cuda
+  std::string dtype = "bf16";            // bf16 | fp16 | fp32 (GPU storage type)
+  double kv_memory_fraction = 0.9;       // (0, 1]: the share of free device memory the KV pool may take
+  std::string cpu_kv_dtype = "fp32";     // fp32 | bf16 | fp16: the CPU backend's KV cache
+  std::string cpu_activations = "fp32";  // fp32 | int8: the CPU products with quantized weights (kernels/cpu/quant.h)
+  bool cuda_graphs = false;              // decode steps as CUDA graphs (CudaRunner::set_cuda_graphs)
   void validate() const;  // throws tessera::Error naming the key: "backend.kind must be auto, cpu or cuda, ..."
 };
 

@@ -61,7 +61,7 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias, co
   TESSERA_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
   if (w.dtype != DType::F32) {  // weights in their file's type (kernels/cpu/quant.h), any output stride
     if (!w.contiguous()) throw Error("cpu backend: linear: w of a block or 16-bit type must be dense");
-    linear_typed(x.at<float>(), x.rows, w, f32_or_null(bias), y.at<float>(), y.stride);
+    linear_typed(x.at<float>(), x.rows, w, f32_or_null(bias), y.at<float>(), y.stride, act_);
     return;
   }
   if (!w.transposed) need_dense("linear", w, "w");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/quant.h"
 
 namespace tessera::ops {
 
@@ -20,6 +21,9 @@ class CpuBackend final : public Backend {
   DType act_dtype() const override { return DType::F32; }
   // The KV cache may be fp32 or 16-bit (fp16, bf16: half the memory and the bytes decode reads).
   bool kv_dtype_supported(DType t) const override { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+  // How linear() multiplies block-type weights: fp32 activations (the default) or int8 (kernels/cpu/quant.h).
+  void set_activations(Activations a) { act_ = a; }
+  Activations activations() const { return act_; }
 
   void scratch(std::span<const size_t> bytes, std::span<void*> out) override;
   void upload(void* dst, const void* host_src, size_t bytes) override;
@@ -46,6 +50,7 @@ class CpuBackend final : public Backend {
   void copy_rows(const Tensor& src, int64_t first, int64_t step, const Tensor& dst) override;
 
  private:
+  Activations act_ = Activations::kF32;
   std::vector<char> scratch_;
   std::vector<float> staging_;  // linear() into a strided fp32 output
 };

@@ -3,5 +3,5 @@
 #include "kernels/cpu/quant_kernels.h"
 
 namespace tessera::ops {
-const detail::CpuKernels detail::kAvx2Kernels = {rows_any, dequantize_any, attend_tile};
+const detail::CpuKernels detail::kAvx2Kernels = TESSERA_CPU_KERNELS;
 }  // namespace tessera::ops

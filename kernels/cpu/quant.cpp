@@ -1,11 +1,10 @@
-// kernels/cpu/quant.cpp — see quant.h: which instruction set runs (CPUID and XCR0), and the threaded drivers of
-// the per-set kernels (quant_kernels.h).
+// kernels/cpu/quant.cpp — see quant.h: the threaded drivers of the per-instruction-set kernels (quant_kernels.h;
+// which set runs: isa.cpp).
 #include "kernels/cpu/quant.h"
 
-#include <cpuid.h>
+#include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -17,49 +16,6 @@
 
 namespace tessera::ops {
 namespace {
-
-uint64_t xcr0() {
-  uint32_t lo = 0, hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return (static_cast<uint64_t>(hi) << 32) | lo;
-}
-
-Isa detect() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid_max(0, nullptr) < 7) return Isa::kGeneric;
-  __cpuid(1, a, b, c, d);
-  const bool osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1, avx = (c >> 28) & 1;
-  if (!osxsave || !avx) return Isa::kGeneric;
-  const uint64_t x = xcr0();
-  const bool os_avx = (x & 0x6) == 0x6;       // SSE and AVX state
-  const bool os_avx512 = (x & 0xe6) == 0xe6;  // and opmask, ZMM_Hi256, Hi16_ZMM
-  __cpuid_count(7, 0, a, b, c, d);
-  const bool avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
-             avx512vl = (b >> 31) & 1;
-  if (!os_avx || !avx2 || !fma || !f16c) return Isa::kGeneric;
-  if (os_avx512 && avx512f && avx512dq && avx512bw && avx512vl) return Isa::kAvx512;
-  return Isa::kAvx2;
-}
-
-Isa parse_isa(const std::string& s) {
-  if (s == "generic") return Isa::kGeneric;
-  if (s == "avx2") return Isa::kAvx2;
-  if (s == "avx512") return Isa::kAvx512;
-  throw Error("$TESSERA_CPU_ISA: unknown instruction set '" + s + "' (expected generic, avx2 or avx512)");
-}
-
-Isa initial_isa() {
-  const Isa best = best_isa();
-  const char* env = std::getenv("TESSERA_CPU_ISA");
-  if (env == nullptr || *env == '\0') return best;
-  const Isa want = parse_isa(env);
-  return static_cast<int>(want) < static_cast<int>(best) ? want : best;  // a cap, never more than the CPU has
-}
-
-Isa& current() {
-  static Isa isa = initial_isa();
-  return isa;
-}
 
 // Rows of x below which every weight row is decoded in registers and dotted with all of them (its bytes read from
 // memory once); above it, panels of w are dequantized to fp32 and multiplied by sgemm (compute-bound prefill).
@@ -76,65 +32,76 @@ void add_bias(float* y, int64_t m, int64_t n, int64_t ldy, const float* bias) {
   }
 }
 
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// Weight rows per task: 16 for decode batches (balance); for many rows of x, about four tasks per thread, so that
+// each task walks a long run of weight rows with one block of x in L2.
+int64_t rows_per_task(int64_t m, int64_t n) {
+  if (m <= kSmallM) return 16;
+  const int64_t threads = std::max(1, omp_get_max_threads());
+  return std::max<int64_t>(16, round_up((n + 4 * threads - 1) / (4 * threads), 16));
+}
+
+// kInt8: x quantized once (quant.h), then the weight rows split among the threads.
+void linear_int8(const float* x, int64_t m, const Tensor& w, float* y, int64_t ldy, const detail::CpuKernels& kern) {
+  const int64_t k = w.cols, kpad = round_up(k, kern.int8_chunk);
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<float> dlane, sums;
+  q.resize(static_cast<size_t>(m * kpad));
+  dlane.resize(static_cast<size_t>(m * (kpad / kern.int8_lane_values)));
+  const int64_t halves = round_up(k / 16, 16);
+  sums.resize(static_cast<size_t>(m * halves));
+  const detail::Int8Rows xq{q.data(), dlane.data(), sums.data(), m, k, kpad, halves};
+  if (m <= kSmallM) {
+    kern.quantize(x, 0, m, xq);
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < m; r += 16) kern.quantize(x, r, std::min(m, r + 16), xq);
+  }
+  // Each thread's weight row bytes, lane scales and offsets (quant_kernels.h's rows_int8).
+  const size_t scratch_bytes = static_cast<size_t>(kpad + 4 * (kpad / kern.int8_lane_values) + 4 * halves + 256);
+  const int64_t n = w.rows, step = rows_per_task(m, n);
+#pragma omp parallel for schedule(static)
+  for (int64_t j0 = 0; j0 < n; j0 += step) {
+    thread_local std::vector<unsigned char> scratch;
+    if (scratch.size() < scratch_bytes) scratch.resize(scratch_bytes);
+    void* aligned = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
+    kern.rows_int8(xq, w, j0, std::min(n, j0 + step), y, ldy, aligned);
+  }
+}
+
 }  // namespace
 
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::kGeneric:
-      return "generic";
-    case Isa::kAvx2:
-      return "avx2";
-    case Isa::kAvx512:
-      return "avx512";
-  }
-  return "?";
-}
+const char* activations_name(Activations a) { return a == Activations::kInt8 ? "int8" : "fp32"; }
 
-Isa best_isa() {
-  static const Isa best = detect();
-  return best;
-}
-
-Isa active_isa() { return current(); }
-
-void set_isa(Isa isa) {
-  if (static_cast<int>(isa) > static_cast<int>(best_isa()))
-    throw Error(std::string("cpu: instruction set ") + isa_name(isa) +
-                " is not available here (best: " + isa_name(best_isa()) + ")");
-  current() = isa;
-}
-
-std::vector<Isa> supported_isas() {
-  std::vector<Isa> v;
-  for (int i = 0; i <= static_cast<int>(best_isa()); ++i) v.push_back(static_cast<Isa>(i));
-  return v;
-}
-
-const detail::CpuKernels& detail::kernels_for(Isa isa) {
-  switch (isa) {
-    case Isa::kAvx512:
-      return kAvx512Kernels;
-    case Isa::kAvx2:
-      return kAvx2Kernels;
-    case Isa::kGeneric:
-      break;
-  }
-  return kGenericKernels;
+const char* preferred_openblas_core() {
+#ifdef TESSERA_HAVE_OPENBLAS
+  if (!isa_supported(Isa::kAvx512)) return nullptr;
+  const std::string core = openblas_get_corename();
+  if (core == "Haswell" || core == "Zen") return "SkylakeX";
+#endif
+  return nullptr;
 }
 
 void dequantize_rows(const Tensor& w, int64_t r0, int64_t r1, float* out) {
   TESSERA_CHECK(r0 >= 0 && r0 <= r1 && r1 <= w.rows && w.cols % block_size(w.dtype) == 0);
-  detail::kernels_for(active_isa()).dequantize(w, r0, r1, out);
+  detail::active_kernels().dequantize(w, r0, r1, out);
 }
 
-void linear_typed(const float* x, int64_t m, const Tensor& w, const float* bias, float* y, int64_t ldy) {
+void linear_typed(const float* x, int64_t m, const Tensor& w, const float* bias, float* y, int64_t ldy,
+                  Activations act) {
   const int64_t n = w.rows, k = w.cols;
   if (k % block_size(w.dtype) != 0 || w.stride % block_size(w.dtype) != 0)
     throw Error(std::string("cpu backend: linear: a ") + dtype_name(w.dtype) + " weight of " + std::to_string(k) +
                 " columns (stride " + std::to_string(w.stride) + ") is not whole blocks of " +
                 std::to_string(block_size(w.dtype)));
   TESSERA_CHECK(ldy >= n);
-  const detail::CpuKernels& kern = detail::kernels_for(active_isa());
+  const detail::CpuKernels& kern = detail::active_kernels();
+  if (act == Activations::kInt8 && is_block_type(w.dtype)) {
+    linear_int8(x, m, w, y, ldy, kern);
+    add_bias(y, m, n, ldy, bias);
+    return;
+  }
 #ifdef TESSERA_HAVE_OPENBLAS
   if (m > kSmallM) {
     const int64_t panel = std::min(n, std::max<int64_t>(64, kPanelFloats / std::max<int64_t>(k, 1)));

@@ -12,6 +12,14 @@
 //        two bits of qh, one int8 scale per 16 values: x = d·sc·(q − 32)
 // The dequantized values are exactly those of formats/dequant.h (tests/kernels/test_quant.cpp checks it).
 //
+// Activations (Activations::kF32, the default): fp32 x against the exact dequantized weights, fp32 accumulation.
+// Activations::kInt8 (the approximate mode, block-type weights only; what llama.cpp does): each run of 4 values of a
+// row of x (isa.h's kInt8Group) is quantized to int8 with its own scale, d = max|x| / 127, q = nearbyint(x / d) (fp32
+// arithmetic), and every weight group is read as unsigned bytes u with a scale a and an offset b per 16 values (w = a·u
+// + b: Q8_0 u = q + 128, b = −128·d; Q4_0 b = −8·d; Q4_1 b = m; Q4_K a = d·sc, b = −dmin·mn; Q6_K b = −32·a). The
+// products u·q are summed exactly in int32 (VNNI's vpdpbusd where the CPU has it), then
+// y = Σ a·d_x·Σ(u·q) + Σ b·d_x·Σq in fp32. Float-type weights keep the fp32 path in either mode.
+//
 // Instruction sets: kernels/cpu/isa.h.
 // Thread-safety: reentrant.
 #pragma once
@@ -24,10 +32,19 @@
 
 namespace tessera::ops {
 
+enum class Activations { kF32, kInt8 };
+const char* activations_name(Activations a);  // "fp32" | "int8"
+
 // y[m, n] (row stride ldy) = x[m, k] · wᵀ (+ bias[n]) for w [n, k] of any DType (k = w.cols; a block type's k is a
-// multiple of its block size). fp32 x and y, fp32 accumulation. Few rows (decode batches) read each weight row once
-// for all rows of x; many rows (prefill) dequantize panels of w and run OpenBLAS's sgemm where it is installed.
-void linear_typed(const float* x, int64_t m, const Tensor& w, const float* bias, float* y, int64_t ldy);
+// multiple of its block size). fp32 x and y. kF32: few rows (decode batches) read each weight row once for all
+// rows of x; many rows (prefill) dequantize panels of w and run OpenBLAS's sgemm where it is installed. kInt8 (block
+// types): x quantized once, then every weight row is decoded to bytes once per 64 rows of x and dotted with them.
+void linear_typed(const float* x, int64_t m, const Tensor& w, const float* bias, float* y, int64_t ldy,
+                  Activations act = Activations::kF32);
+// The OpenBLAS core type this process should ask for ($OPENBLAS_CORETYPE, read when the library loads), or null
+// when its own choice is right: OpenBLAS 0.3.21 does not know AMD Zen 4/5 and runs its AVX2 (Haswell) sgemm there,
+// while its AVX-512 (SkylakeX) kernels measure 1.6x faster on those CPUs (docs/cpu-kernels.md).
+const char* preferred_openblas_core();
 // Rows [r0, r1) of w as fp32, dense [r1 − r0, w.cols].
 void dequantize_rows(const Tensor& w, int64_t r0, int64_t r1, float* out);
 

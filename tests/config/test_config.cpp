@@ -53,6 +53,7 @@ TEST(Config, DefaultsWithoutAFile) {
   EXPECT_EQ(c.backend.kind, "auto");
   EXPECT_EQ(c.backend.dtype, "bf16");
   EXPECT_EQ(c.backend.cpu_kv_dtype, "fp32");
+  EXPECT_EQ(c.backend.cpu_activations, "fp32");
   EXPECT_DOUBLE_EQ(c.backend.kv_memory_fraction, 0.9);
   EXPECT_EQ(c.server.host, "127.0.0.1");
   EXPECT_EQ(c.server.port, 8000);
@@ -225,6 +226,7 @@ TEST(Config, BadValuesNameTheKey) {
            {"backend.kind", "tpu", "backend.kind: must be one of auto, cpu, cuda, got 'tpu'"},
            {"backend.dtype", "int8", "backend.dtype: must be one of bf16, fp16, fp32"},
            {"backend.cpu_kv_dtype", "q8", "backend.cpu_kv_dtype: must be one of fp32, bf16, fp16"},
+           {"backend.cpu_activations", "int4", "backend.cpu_activations: must be one of fp32, int8"},
            {"backend.kv_memory_fraction", "1.5", "backend.kv_memory_fraction: must be in (0, 1], got 1.5"},
            {"backend.kv_memory_fraction", "0", "backend.kv_memory_fraction: must be in (0, 1]"},
            {"scheduler.max_waiting", "0", "scheduler.max_waiting: must be in [1, 1000000]"},

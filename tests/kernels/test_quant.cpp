@@ -4,6 +4,7 @@
 // values within fp32 accumulation error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
@@ -126,8 +127,10 @@ TEST(Quant, TheMachinesInstructionSetsAreListed) {
   std::string names;
   for (Isa i : isas) names += std::string(ops::isa_name(i)) + " ";
   std::printf("instruction sets on this machine: %s(active: %s)\n", names.c_str(), ops::isa_name(ops::active_isa()));
-  if (ops::best_isa() != Isa::kAvx512) {
-    EXPECT_THROW(ops::set_isa(Isa::kAvx512), tessera::Error);
+  for (Isa i : {Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAvx512Vnni}) {
+    if (!ops::isa_supported(i)) {
+      EXPECT_THROW(ops::set_isa(i), tessera::Error) << ops::isa_name(i);
+    }
   }
 }
 
@@ -192,6 +195,71 @@ TEST(Quant, ProductsEqualAFloat64ReferenceOnEveryPathTypeAndShape) {
           for (int64_t j = n; j < ldy; ++j) EXPECT_EQ(y[i * ldy + j], -5.0f) << "column past n written";
         }
         EXPECT_EQ(wrong, 0);
+      }
+    }
+  }
+}
+
+// x quantized as quant.h's kInt8 mode says (fp32 arithmetic): d = max|x| / 127 per 32 values, q = nearbyint(x / d).
+std::vector<double> int8_values(const std::vector<float>& x) {
+  std::vector<double> out(x.size());
+  constexpr size_t G = ops::detail::kInt8Group;
+  for (size_t g = 0; g < x.size(); g += G) {
+    float amax = 0.0f;
+    for (size_t i = g; i < g + G; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f, inv = d != 0.0f ? 1.0f / d : 0.0f;
+    for (size_t i = g; i < g + G; ++i) out[i] = static_cast<double>(d) * std::nearbyint(x[i] * inv);
+  }
+  return out;
+}
+
+// The int8 mode on every path: the int32 sums are exact, so the result equals a float64 product of the quantized
+// activations and the exact weights within fp32 accumulation error; and it stays within the quantization bound of
+// the fp32 result: each value of x moves by at most half its group's step d, so |Δy| ≤ Σ |w|·d / 2.
+TEST(Quant, Int8ActivationProductsEqualAFloat64ReferenceOfTheQuantizedRowsOnEveryPath) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K}) {
+    const int64_t k = ops::block_size(t) == 32 ? 160 : 768, n = 37, kGroup = ops::detail::kInt8Group;
+    auto wb = random_weights(t, n, k, 13);
+    const auto wf = reference_rows(t, wb, n, k);
+    std::vector<float> bias(static_cast<size_t>(n));
+    for (auto& b : bias) b = nd(rng);
+    for (int64_t m : {1, 3, 8, 15, 16, 17, 40, 70}) {
+      std::vector<float> x(static_cast<size_t>(m * k));
+      for (auto& v : x) v = nd(rng) * (rng() % 8 == 0 ? 20.0f : 1.0f);  // some outliers, as activations have
+      if (m > 2) std::fill(x.begin() + k, x.begin() + k + 32, 0.0f);    // all-zero groups (d = 0)
+      const auto xq = int8_values(x);
+      for (Isa isa : ops::supported_isas()) {
+        IsaGuard guard(isa);
+        SCOPED_TRACE(std::string(ops::isa_name(isa)) + " " + ops::dtype_name(t) + " m=" + std::to_string(m));
+        const int64_t ldy = n + 3;
+        std::vector<float> y(static_cast<size_t>(m * ldy), -5.0f), y32(y);
+        const Tensor w = Tensor::dense(wb.data(), t, n, k);
+        ops::linear_typed(x.data(), m, w, bias.data(), y.data(), ldy, ops::Activations::kInt8);
+        ops::linear_typed(x.data(), m, w, bias.data(), y32.data(), ldy, ops::Activations::kF32);
+        int wrong = 0, far = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            double ref = bias[j], mag = std::fabs(bias[j]), bound = 0.0;
+            for (int64_t c = 0; c < k; ++c) {
+              ref += xq[i * k + c] * wf[j * k + c];
+              mag += std::fabs(static_cast<double>(x[i * k + c]) * wf[j * k + c]);
+              float amax = 0.0f;
+              const int64_t g0 = c / kGroup * kGroup;
+              for (int64_t e = g0; e < g0 + kGroup; ++e) amax = std::max(amax, std::fabs(x[i * k + e]));
+              bound += std::fabs(wf[j * k + c]) * amax / 127.0 / 2.0;
+            }
+            const double got = y[i * ldy + j];
+            if (!(std::fabs(got - ref) <= 1e-5 * mag + 1e-6) && wrong++ < 3)
+              ADD_FAILURE() << "y[" << i << "," << j << "] = " << got << ", float64 of the int8 rows " << ref;
+            if (!(std::fabs(got - y32[i * ldy + j]) <= 1.001 * bound + 2e-5 * mag + 1e-6) && far++ < 3)
+              ADD_FAILURE() << "y[" << i << "," << j << "] = " << got << ", fp32 mode " << y32[i * ldy + j];
+          }
+          for (int64_t j = n; j < ldy; ++j) EXPECT_EQ(y[i * ldy + j], -5.0f) << "column past n written";
+        }
+        EXPECT_EQ(wrong, 0);
+        EXPECT_EQ(far, 0);
       }
     }
   }

@@ -9,7 +9,8 @@ from the GGUF metadata (tests/python/hf_gguf.py). Prompts are tokenized with a t
 vocabulary (hf_gguf.tokenizer_from_gguf), cross-checked against transformers' GGUF tokenizer; chat prompts use
 the GGUF's ChatML template.
 
-Writes OUTDIR/reference.json and OUTDIR/case<i>.f32 (raw little-endian float32, [n_steps, vocab] row-major):
+Also the top-1 token (and top-2 margin) transformers gives at every position of a ~500-token text of several kinds,
+teacher-forced (reference.json's "teacher_forced"). Writes OUTDIR/reference.json and OUTDIR/case<i>.f32 (raw little-endian float32, [n_steps, vocab] row-major):
 step 0 = logits at the last prompt position, step t = logits after feeding the t-th greedy token.
 
 Cross-checks (unless --no-compare): every tensor against transformers' own GGUF loader
@@ -37,6 +38,36 @@ PLAIN_PROMPTS = [
     "The capital of France is",
     "Once upon a time, in a small village by the sea, there lived",
 ]
+# Teacher forcing over natural text of several kinds (prose, code, numbers, dialogue): transformers' top-1 token at
+# every position, what the approximate CPU mode's agreement is measured against (tests/e2e/test_smollm2.cpp).
+TEACHER_TEXT = (
+    "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined movable "
+    "metal type, oil-based ink and a wooden screw press into a system that could produce books far faster than "
+    "any scribe. Within fifty years, presses were running in more than two hundred cities across Europe, and the "
+    "price of a book fell so sharply that ordinary merchants could afford to own a small library.\n\n"
+    "def merge_sorted(a, b):\n"
+    "    result = []\n"
+    "    i, j = 0, 0\n"
+    "    while i < len(a) and j < len(b):\n"
+    "        if a[i] <= b[j]:\n"
+    "            result.append(a[i])\n"
+    "            i += 1\n"
+    "        else:\n"
+    "            result.append(b[j])\n"
+    "            j += 1\n"
+    "    return result + a[i:] + b[j:]\n\n"
+    "In 2023 the city recorded 1,482 millimetres of rain, about 12 percent more than the average of the previous "
+    "thirty years. March was the wettest month, with 214 millimetres, while August stayed almost completely dry.\n\n"
+    "Customer: Hello, I ordered a pair of running shoes last week but the parcel has not arrived yet.\n"
+    "Agent: I am sorry to hear that. Could you give me your order number, please?\n"
+    "Customer: Yes, it is 55-2190. The tracking page says it left the warehouse on Monday.\n"
+    "Agent: Thank you. I can see that the parcel was delayed at the regional depot; it should reach you tomorrow "
+    "morning, and I will refund the shipping cost for the trouble.\n\n"
+    "Photosynthesis takes place in the chloroplasts of plant cells. Light energy splits water molecules, releasing "
+    "oxygen, while the energy captured in the process is used to turn carbon dioxide into sugars that the plant "
+    "stores or burns for growth. Without it, there would be almost no oxygen in the atmosphere."
+)
+
 CHAT_PROMPTS = [
     "What is the capital of France?",
     "Write a haiku about the ocean.",
@@ -196,6 +227,16 @@ def main() -> int:
         log(f"case {i} ({p['kind']}, {len(p['prompt_ids'])} prompt tokens, {time.time() - t0:.1f}s, "
             f"min top-2 margin {min_margin:.3f}): {p['prompt_text']!r}\n    -> {text!r}")
 
+    # ---- teacher forcing over TEACHER_TEXT: top-1 and top-2 margin at every position (logits of the next token)
+    t0 = time.time()
+    teacher_ids = tok(TEACHER_TEXT, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        tl = model(torch.tensor([teacher_ids])).logits[0].float().numpy()
+    t2 = np.sort(tl, axis=1)[:, -2:]
+    teacher = {"text": TEACHER_TEXT, "ids": teacher_ids, "top1": [int(v) for v in tl.argmax(axis=1)],
+               "top2_margin": [round(float(v), 5) for v in (t2[:, 1] - t2[:, 0])]}
+    log(f"teacher forcing: {len(teacher_ids)} tokens ({time.time() - t0:.1f}s)")
+
     ref = {
         "model": "SmolLM2-135M-Instruct.Q4_1",
         "arch": "llama",
@@ -214,6 +255,7 @@ def main() -> int:
         "tokenizer_check": tok_check,
         "cross_checks": compare,
         "cases": cases,
+        "teacher_forced": teacher,
     }
     hf_gguf.write_reference_json(args.outdir / "reference.json", ref)
 

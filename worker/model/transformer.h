@@ -29,6 +29,9 @@ class Transformer {
   // The KV cache's element type: fp32 (the default), fp16 or bf16 (half the memory; decode reads half the bytes).
   void set_kv_dtype(ops::DType t);
   ops::DType kv_dtype() const { return kv_dtype_; }
+  // How the products with block-type weights run: fp32 activations (exact, the default) or int8 (kernels/cpu/quant.h).
+  void set_activations(ops::Activations a) { backend_.set_activations(a); }
+  ops::Activations activations() const { return backend_.activations(); }
   KvCache make_cache(int64_t n_slots, int64_t max_ctx) const;
 
   // Returns logits [B, vocab] of each row's last prompt token (on TP rank 0; other ranks get an empty vector).

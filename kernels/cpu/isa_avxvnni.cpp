@@ -1,0 +1,7 @@
+// kernels/cpu/isa_avxvnni.cpp — the SIMD kernels compiled for avxvnni (flags in kernels/CMakeLists.txt; see isa.h).
+#include "kernels/cpu/attention_kernels.h"
+#include "kernels/cpu/quant_kernels.h"
+
+namespace tessera::ops {
+const detail::CpuKernels detail::kAvxVnniKernels = TESSERA_CPU_KERNELS;
+}  // namespace tessera::ops

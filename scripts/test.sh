@@ -24,8 +24,8 @@ asan_dir="$build_dir-asan"
 tsan_dir="$build_dir-tsan"
 # The coordinator's unit tests: the scheduler's pieces and step loop (and the loop over the tiny engine, whose
 # oracle the make_oracles fixture writes), the stream stage, the api tables and the HTTP server over loopback.
-coordinator_tests="test_scheduler test_completion_stream test_openai_request test_http_server"
-coordinator_filter="PrefillGroupFormer|WaitingQueue|SlotPool|FinishReason|SchedulerSteps|SchedulerEngine|CompletionStream|OpenAiRequest|ApiErrors|ApiRoutes|HttpServer"
+coordinator_tests="test_scheduler test_block_pool test_completion_stream test_openai_request test_http_server"
+coordinator_filter="PrefillGroupFormer|WaitingQueue|SlotPool|BlockPool|FinishReason|SchedulerSteps|SchedulerEngine|CompletionStream|OpenAiRequest|ApiErrors|ApiRoutes|HttpServer"
 if [[ $sanitize == 1 ]]; then
   TESSERA_BUILD_DIR="$asan_dir" \
     BUILD_TARGETS="test_cpu_ops test_cpu_backend test_formats test_sampler test_sharding test_tokenizer $coordinator_tests tessera" \

@@ -68,7 +68,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 struct GenerateOptions {
   std::string model = "default";
   std::vector<std::string> prompts;
-  std::string prompt_ids;
+  std::vector<std::string> prompt_ids;
   int32_t max_tokens = 16;
   float temperature = 0.0f, top_p = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
   int32_t top_k = -1;
@@ -78,6 +78,9 @@ struct GenerateOptions {
   int tp = 0;                  // 0: whatever mpirun started (world size - 1), 1 without mpirun
   double step_timeout_s = 60;  // a step that takes longer means a rank is gone
   tessera::worker::BackendOptions backend;
+  tessera::coordinator::BatchOptions batch;
+  double cpu_kv_memory_mb = 0;
+  bool no_prefix_caching = false;
 };
 
 using tessera::app::Cluster;
@@ -108,7 +111,7 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
     r.stop_ids = stop_ids;
     reqs.push_back(std::move(r));
   };
-  if (!o.prompt_ids.empty()) add(parse_ids(o.prompt_ids));
+  for (const auto& ids : o.prompt_ids) add(parse_ids(ids));
   for (const auto& p : o.prompts) {
     if (!tok) throw Error(path + ": no tokenizer.json next to the model: use --prompt-ids");
     if (o.chat) {
@@ -132,8 +135,11 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
     if (n_generated++ == 0) t_first = ms_since(t0);
     if (stream) std::cout << dec->push(id) << std::flush;
   };
+  tessera::coordinator::BatchOptions batch = o.batch;
+  batch.prefix_caching = !o.no_prefix_caching;
+  batch.kv_bytes = static_cast<uint64_t>(o.cpu_kv_memory_mb * 1048576.0);
   auto results = tessera::coordinator::generate(*cluster.dispatcher, {cluster.config.vocab, cluster.config.max_ctx},
-                                                reqs, on_token, &stats);
+                                                reqs, on_token, &stats, batch);
   const double t_total = ms_since(t0);
   size_t n_prompt = 0;
   for (const auto& r : reqs) n_prompt += r.prompt.size();
@@ -156,7 +162,10 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
   for (const auto& r : results) {
     const std::string text = tok ? tok->decode(r.tokens, true) : "";
     if (o.output == "json") {
-      nlohmann::json j = {{"token_ids", r.tokens}, {"text", text}, {"finish_reason", r.finish_reason}};
+      nlohmann::json j = {{"token_ids", r.tokens},
+                          {"text", text},
+                          {"finish_reason", r.finish_reason},
+                          {"cached_tokens", r.cached_tokens}};
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
       std::cout << text << "\n";
@@ -204,7 +213,7 @@ int main(int argc, char** argv) {
   auto* gen = app.add_subcommand("generate", "generate text from a prompt");
   gen->add_option("--model", g.model, "a .gguf file, a Hugging Face directory, or 'default' (SmolLM2-135M)");
   gen->add_option("--prompt", g.prompts, "prompt text (repeat for a pre-padded batch)");
-  gen->add_option("--prompt-ids", g.prompt_ids, "prompt as comma-separated token ids");
+  gen->add_option("--prompt-ids", g.prompt_ids, "prompt as comma-separated token ids (repeat for a batch)");
   gen->add_option("--max-tokens", g.max_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
   // The sampling options' ranges are checked by SamplingParams::validate (common/sampling.h), as for the API.
   gen->add_option("--temperature", g.temperature, "0 = greedy");
@@ -232,6 +241,14 @@ int main(int argc, char** argv) {
                   "the CPU products with quantized weights: fp32 (exact) or int8 (approximate, faster)")
       ->check(CLI::IsMember({"fp32", "int8"}));
   gen->add_flag("--cuda-graphs", g.backend.cuda_graphs, "replay decode steps as CUDA graphs (GPU, TP 1)");
+  gen->add_option("--max-running", g.batch.max_running,
+                  "at most this many sequences at once (the rest wait; 0 = all; as scheduler.max_running)")
+      ->check(CLI::Range(0, 65536));
+  gen->add_option("--block-size", g.batch.block_size, "tokens per KV block (scheduler.block_size)")
+      ->check(CLI::Range(1, 65536));
+  gen->add_flag("--no-prefix-caching", g.no_prefix_caching, "do not reuse cached prompt prefixes");
+  gen->add_option("--cpu-kv-memory-mb", g.cpu_kv_memory_mb, "the CPU KV cache's size in MiB (0: the batch's need)")
+      ->check(CLI::Range(0.0, 1073741824.0));
 
   std::string tk_model = "default", tk_text;
   bool tk_special = false;

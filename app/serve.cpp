@@ -176,6 +176,9 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   so.max_waiting = cfg.scheduler.max_waiting;
   so.token_budget = cfg.scheduler.token_budget;
   so.max_pad_fraction = cfg.scheduler.max_pad_fraction;
+  so.block_size = cfg.scheduler.block_size;
+  so.prefix_caching = cfg.scheduler.enable_prefix_caching;
+  so.kv_bytes = static_cast<uint64_t>(cfg.backend.cpu_kv_memory_mb * 1048576.0);
   so.vocab = cluster.config.vocab;
   coordinator::Scheduler scheduler(*cluster.dispatcher, so, &metrics);
   // The workers allocate the KV cache now; on a GPU the pool may hold fewer slots than scheduler.max_running.
@@ -213,8 +216,12 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   ho.idle_timeout_s = cfg.server.idle_timeout_s;
   coordinator::http::Server server(ho, api.handler());
   server.start();
-  spdlog::info("serving '{}' (TP {}, {} slots of {} tokens) on http://{}:{}", name, cluster.dispatcher->tp_size(),
-               n_slots, max_ctx, cfg.server.host, server.port());
+  const coordinator::SchedulerStats kv = scheduler.stats();
+  spdlog::info(
+      "serving '{}' (TP {}, {} sequences of up to {} tokens, KV cache {} blocks of {} tokens, prefix caching "
+      "{}) on http://{}:{}",
+      name, cluster.dispatcher->tp_size(), n_slots, max_ctx, kv.n_blocks, kv.block_size,
+      so.prefix_caching ? "on" : "off", cfg.server.host, server.port());
 
   std::optional<Error> failure;
   {

@@ -37,6 +37,7 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"backend.kv_memory_fraction", &c.backend.kv_memory_fraction},
       {"backend.cpu_kv_dtype", &c.backend.cpu_kv_dtype},
       {"backend.cpu_activations", &c.backend.cpu_activations},
+      {"backend.cpu_kv_memory_mb", &c.backend.cpu_kv_memory_mb},
       {"backend.cuda_graphs", &c.backend.cuda_graphs},
       {"server.host", &c.server.host},
       {"server.port", &c.server.port},
@@ -56,6 +57,8 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"scheduler.max_n", &c.scheduler.max_n},
       {"scheduler.token_budget", &c.scheduler.token_budget},
       {"scheduler.max_pad_fraction", &c.scheduler.max_pad_fraction},
+      {"scheduler.block_size", &c.scheduler.block_size},
+      {"scheduler.enable_prefix_caching", &c.scheduler.enable_prefix_caching},
       {"metrics.enabled", &c.metrics.enabled},
       {"logging.level", &c.logging.level},
   };
@@ -272,6 +275,9 @@ class Loader {
     in_range("scheduler.token_budget", c.scheduler.token_budget, 1, 1 << 26);
     if (!(c.scheduler.max_pad_fraction >= 0 && c.scheduler.max_pad_fraction < 1))
       fail("scheduler.max_pad_fraction", "must be in [0, 1), got " + format_double(c.scheduler.max_pad_fraction));
+    in_range("scheduler.block_size", c.scheduler.block_size, 1, 65536);
+    if (!(c.backend.cpu_kv_memory_mb >= 0 && c.backend.cpu_kv_memory_mb <= 1 << 30))
+      fail("backend.cpu_kv_memory_mb", "must be in [0, 2^30] MiB, got " + format_double(c.backend.cpu_kv_memory_mb));
     one_of("logging.level", c.logging.level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
   }
 

@@ -33,6 +33,7 @@ struct ServeConfig {
     double kv_memory_fraction = 0.9;       // fraction of free accelerator memory for the KV cache, (0, 1]
     std::string cpu_kv_dtype = "fp32";     // fp32 | bf16 | fp16: the CPU backend's KV cache (the GPU's follows dtype)
     std::string cpu_activations = "fp32";  // fp32 | int8: the CPU products with quantized weights
+    double cpu_kv_memory_mb = 0;           // the CPU KV cache's size (MiB); 0: max_running sequences of max_ctx
     bool cuda_graphs = false;              // decode steps replayed as CUDA graphs (TP 1; off until measured on a GPU)
   } backend;
   struct {
@@ -48,15 +49,17 @@ struct ServeConfig {
     double idle_timeout_s = 60;        // a request must arrive whole this long after the connection is idle (408)
   } server;
   struct {
-    int max_waiting = 256;           // queue bound; full → 429 + Retry-After
-    int max_running = 16;            // concurrent sequences (KV slots)
-    int max_ctx = 2048;              // tokens per slot (prompt + generated)
-    int max_prompt_tokens = 2048;    // ≤ max_ctx
-    int max_tokens_limit = 2048;     // the largest max_tokens a request may ask for, ≤ max_ctx
-    int default_max_tokens = 16;     // max_tokens when a request gives none, ≤ max_tokens_limit
-    int max_n = 8;                   // the largest n
-    int token_budget = 4096;         // tokens per step (prefill group incl. padding + decodes)
-    double max_pad_fraction = 0.25;  // a prefill group's pad tokens / its total tokens stay ≤ this, [0, 1)
+    int max_waiting = 256;              // queue bound; full → 429 + Retry-After
+    int max_running = 16;               // concurrent sequences (their KV lives in blocks)
+    int max_ctx = 2048;                 // tokens per slot (prompt + generated)
+    int max_prompt_tokens = 2048;       // ≤ max_ctx
+    int max_tokens_limit = 2048;        // the largest max_tokens a request may ask for, ≤ max_ctx
+    int default_max_tokens = 16;        // max_tokens when a request gives none, ≤ max_tokens_limit
+    int max_n = 8;                      // the largest n
+    int token_budget = 4096;            // tokens per step (prefill group incl. padding + decodes)
+    double max_pad_fraction = 0.25;     // a prefill group's pad tokens / its total tokens stay ≤ this, [0, 1)
+    int block_size = 16;                // tokens per KV block, [1, 65536]
+    bool enable_prefix_caching = true;  // reuse the KV of cached prompt prefixes (whole blocks)
   } scheduler;
   struct {
     bool enabled = true;  // serve GET /metrics

@@ -19,6 +19,7 @@ class CollectingSink final : public RequestSink {
   TokenVerdict on_token(const TokenEvent& ev) override {
     out_.tokens.push_back(ev.token);
     out_.logprobs.push_back(ev.logprob);
+    if (ev.cached_tokens >= 0) out_.cached_tokens = ev.cached_tokens;
     if (on_token_) on_token_(index_, ev.token);
     return TokenVerdict::kContinue;
   }
@@ -39,7 +40,7 @@ class CollectingSink final : public RequestSink {
 
 std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const ModelLimits& limits,
                                      const std::vector<GenerateRequest>& requests, const TokenCallback& on_token,
-                                     GenerateStats* stats) {
+                                     GenerateStats* stats, const BatchOptions& options) {
   if (requests.empty()) return {};
   // One slot per request, each as long as the longest request needs (at most the model's context, which
   // submit() checks), and no limit on a group's size or padding: the requests start as one pre-padded group.
@@ -47,7 +48,11 @@ std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const Mod
   for (const auto& r : requests)
     need = std::max<int64_t>(need, static_cast<int64_t>(r.prompt.size()) + std::max(r.max_tokens, 0));
   SchedulerOptions so;
-  so.n_slots = static_cast<int32_t>(requests.size());
+  so.n_slots = options.max_running > 0 ? std::min<int32_t>(options.max_running, static_cast<int32_t>(requests.size()))
+                                       : static_cast<int32_t>(requests.size());
+  so.block_size = options.block_size;
+  so.prefix_caching = options.prefix_caching;
+  so.kv_bytes = options.kv_bytes;
   so.max_ctx = static_cast<int32_t>(std::clamp<int64_t>(need, 2, std::max<int64_t>(limits.max_ctx, 2)));
   so.max_waiting = static_cast<int32_t>(requests.size());
   so.token_budget = INT32_MAX;

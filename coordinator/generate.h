@@ -28,6 +28,16 @@ struct GenerateResult {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
   std::string finish_reason;  // "stop" or "length"
+  int32_t cached_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+};
+
+// How the batch runs (defaults: every request admitted at once if the KV cache holds them, blocks of 16, prefix
+// caching on, the CPU cache sized for the batch).
+struct BatchOptions {
+  int32_t max_running = 0;  // > 0: at most this many sequences at once (the rest wait, as in serving)
+  int32_t block_size = 16;
+  bool prefix_caching = true;
+  uint64_t kv_bytes = 0;  // the CPU KV cache's budget; 0: max_running sequences of the longest request
 };
 
 struct ModelLimits {
@@ -50,6 +60,6 @@ using TokenCallback = std::function<void(size_t, int32_t)>;
 // is sent; and when the cluster fails.
 std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const ModelLimits& limits,
                                      const std::vector<GenerateRequest>& requests, const TokenCallback& on_token = {},
-                                     GenerateStats* stats = nullptr);
+                                     GenerateStats* stats = nullptr, const BatchOptions& options = {});
 
 }  // namespace tessera::coordinator

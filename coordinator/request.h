@@ -28,6 +28,9 @@ struct TokenEvent {
   int32_t token = 0;
   float logprob = 0.0f;
   std::vector<std::pair<int32_t, float>> top_logprobs;
+  // On a sequence's first token: prompt tokens whose KV came from the prefix cache (OpenAI's
+  // usage.prompt_tokens_details.cached_tokens); -1 on later tokens.
+  int32_t cached_tokens = -1;
 };
 
 enum class FinishReason { kStop, kLength, kAbort, kError };

@@ -45,16 +45,19 @@ bool same(const std::vector<T>& a, const std::vector<T>& b) {
 
 bool same(const StepPlan& a, const StepPlan& b) {
   return a.kind == b.kind && a.step_id == b.step_id && a.n_slots == b.n_slots && a.max_ctx == b.max_ctx &&
-         same(a.release_slots, b.release_slots) && a.prefill_cols == b.prefill_cols &&
-         same(a.prefill_tokens, b.prefill_tokens) && same(a.prefill_pad, b.prefill_pad) &&
-         same(a.prefill_slots, b.prefill_slots) && same(a.prefill_sampling, b.prefill_sampling) &&
+         a.block_size == b.block_size && a.kv_bytes == b.kv_bytes && same(a.release_slots, b.release_slots) &&
+         a.prefill_cols == b.prefill_cols && same(a.prefill_tokens, b.prefill_tokens) &&
+         same(a.prefill_pad, b.prefill_pad) && same(a.prefill_slots, b.prefill_slots) &&
+         same(a.prefill_cached, b.prefill_cached) && same(a.prefill_sampling, b.prefill_sampling) &&
+         same(a.prefill_history_len, b.prefill_history_len) && same(a.prefill_history, b.prefill_history) &&
          same(a.decode_tokens, b.decode_tokens) && same(a.decode_slots, b.decode_slots) &&
-         same(a.decode_positions, b.decode_positions);
+         same(a.decode_positions, b.decode_positions) && a.table_width == b.table_width && same(a.tables, b.tables);
 }
 
 bool same(const StepResult& a, const StepResult& b) {
   return a.step_id == b.step_id && same(a.tokens, b.tokens) && same(a.logprobs, b.logprobs) &&
-         same(a.top_logprobs, b.top_logprobs) && a.n_slots == b.n_slots && a.error == b.error &&
+         same(a.top_logprobs, b.top_logprobs) && a.n_slots == b.n_slots && a.n_blocks == b.n_blocks &&
+         a.block_size == b.block_size && a.error == b.error &&
          same_bits(a.step_seconds, b.step_seconds) && same_bits(a.collective_seconds, b.collective_seconds);
 }
 

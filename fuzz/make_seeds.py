@@ -331,7 +331,7 @@ def http_seeds():
 
 
 # --- the coordinator <-> worker wire -------------------------------------------------------------------------------
-WIRE_MAGIC, WIRE_VERSION = 0x54455353, 2
+WIRE_MAGIC, WIRE_VERSION = 0x54455353, 3
 
 
 def wire_frame(payload):
@@ -347,31 +347,38 @@ def wire_vec(fmt, items):
 SAMPLING = "<ffiff4xQi4x"
 
 
-def wire_plan(kind, step_id, n_slots=0, max_ctx=0, release=(), cols=0, tokens=(), pad=(), slots=(), sampling=(),
-              dtok=(), dslots=(), dpos=()):
-    p = struct.pack("<IQii", kind, step_id, n_slots, max_ctx) + wire_vec("<i", list(release))
+def wire_plan(kind, step_id, n_slots=0, max_ctx=0, block_size=0, kv_bytes=0, release=(), cols=0, tokens=(),
+              pad=(), slots=(), cached=(), sampling=(), history_len=(), history=(), dtok=(), dslots=(), dpos=(),
+              width=0, tables=()):
+    p = struct.pack("<IQiiiQ", kind, step_id, n_slots, max_ctx, block_size, kv_bytes) + wire_vec("<i", list(release))
     p += struct.pack("<i", cols) + wire_vec("<i", list(tokens)) + wire_vec("<i", list(pad))
-    p += wire_vec("<i", list(slots)) + wire_vec(SAMPLING, list(sampling))
+    p += wire_vec("<i", list(slots)) + wire_vec("<i", list(cached)) + wire_vec(SAMPLING, list(sampling))
+    p += wire_vec("<i", list(history_len)) + wire_vec("<i", list(history))
     p += wire_vec("<i", list(dtok)) + wire_vec("<i", list(dslots)) + wire_vec("<i", list(dpos))
+    p += struct.pack("<i", width) + wire_vec("<i", list(tables))
     return wire_frame(p)
 
 
-def wire_result(step_id, tokens, logprobs, top, n_slots, error, t_step, t_coll):
+def wire_result(step_id, tokens, logprobs, top, n_slots, error, t_step, t_coll, n_blocks=0, block_size=0):
     p = struct.pack("<Q", step_id) + wire_vec("<i", tokens) + wire_vec("<f", logprobs)
     p += struct.pack("<Q", len(top)) + b"".join(wire_vec("<if", row) for row in top)
-    p += struct.pack("<i", n_slots) + struct.pack("<Q", len(error)) + error + struct.pack("<dd", t_step, t_coll)
+    p += struct.pack("<iii", n_slots, n_blocks, block_size) + struct.pack("<Q", len(error)) + error
+    p += struct.pack("<dd", t_step, t_coll)
     return wire_frame(p)
 
 
 def wire_seeds():
     return {
         "plan-step": wire_plan(1, 7, release=[3], cols=3, tokens=[0, 5, 6, 7, 8, 9], pad=[1, 0], slots=[0, 1],
-                               sampling=[(0.0, 1.0, -1, 0.0, 0.0, 0, 0), (0.8, 0.95, 40, 0.5, -0.5, 1234, 2)],
-                               dtok=[11], dslots=[2], dpos=[17]),
-        "plan-configure": wire_plan(2, 0, n_slots=8, max_ctx=2048),
+                               cached=[0, 16], sampling=[(0.0, 1.0, -1, 0.0, 0.0, 0, 0),
+                                                         (0.8, 0.95, 40, 0.5, -0.5, 1234, 2)],
+                               history_len=[0, 2], history=[21, 22], dtok=[11], dslots=[2], dpos=[17], width=2,
+                               tables=[4, -1, 0, 7, 2, 3]),
+        "plan-configure": wire_plan(2, 0, n_slots=8, max_ctx=2048, block_size=16, kv_bytes=1 << 30),
         "plan-shutdown": wire_plan(3, 99),
         "result": wire_result(7, [5, 6, 11], [-0.5, -1.0, -2.0], [[(5, -0.5), (6, -1.5)], [(6, -1.0), (1, -2.0)],
                                                                   [(11, -2.0), (12, -3.0)]], 0, b"", 0.01, 0.002),
+        "result-configure": wire_result(0, [], [], [], 16, b"", 0.0, 0.0, n_blocks=2048, block_size=16),
         "result-error": wire_result(8, [], [], [], 4, b"rank 2: CUDA error", 0.0, 0.0),
     }
 

@@ -10,7 +10,8 @@
 // - Tensors are 2-D views (kernels/tensor.h). The residual stream is fp32 on every backend; activations and the KV
 //   cache are in act_dtype() (a backend may also take other KV types: kv_dtype_supported()); the weights in the dtype
 //   their Tensor says. Arithmetic is fp32.
-// - Index arrays (ids, positions, slots, pad, starts, lens) are int32 in backend memory (put there with upload()).
+// - Index arrays (ids, positions, blocks, block tables, pad, starts, lens) are int32 in backend memory (put there with
+// upload()).
 // - Work is ordered: every op sees the results of the ops before it. A backend may run asynchronously (CUDA
 //   enqueues on its stream); download() and sync() wait for everything enqueued before them.
 // - Errors (a failed launch, a shape the backend does not take) throw tessera::Error naming the backend and the op.
@@ -20,6 +21,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
+
+#include "common/check.h"
 
 #include "kernels/tensor.h"
 
@@ -27,11 +31,13 @@ namespace tessera::ops {
 
 enum class NormKind { kRms, kLayer };  // Llama's RMSNorm (gamma only) / GPT-2's LayerNorm (gamma, beta)
 
-// One layer's KV cache: [n_slots, n_kv_heads, max_ctx, head_dim] for K and for V, in `dtype`.
+// One layer's paged KV cache: [n_blocks, n_kv_heads, block_size, head_dim] for K and for V, in `dtype`. A sequence's
+// position p is row p % block_size of block table[p / block_size] of its block table (kernels/ops.h). A backend
+// whose decode reads one block per sequence (block_size = the context, table_stride 1) has the slot layout.
 struct KvLayer {
   void *k = nullptr, *v = nullptr;
   DType dtype = DType::F32;
-  int64_t n_slots = 0, n_kv_heads = 0, max_ctx = 0, head_dim = 0;
+  int64_t n_blocks = 0, n_kv_heads = 0, block_size = 0, head_dim = 0;
 };
 
 struct AttentionShape {
@@ -78,18 +84,31 @@ class Backend {
   virtual void silu_mul(const Tensor& gate_up, const Tensor& out) = 0;  // out = silu(gate) * up
   // HF rotate-half RoPE in place on x's heads (x.cols = n_heads · head_dim, x.stride the fused row's).
   virtual void rope(const Tensor& x, const int32_t* pos, int64_t head_dim, float theta) = 0;
-  // Rows of k, v go to slot slots[t] at position positions[t] of the cache (slot < 0: skipped, a pad column).
-  virtual void kv_write(const Tensor& k, const Tensor& v, const int32_t* slots, const int32_t* positions,
+  // Rows of k, v go to block blocks[t] of the cache, at its row rows[t] (block < 0: skipped, a pad column).
+  virtual void kv_write(const Tensor& k, const Tensor& v, const int32_t* blocks, const int32_t* rows,
                         const KvLayer& cache) = 0;
   // Causal attention of a pre-padded group of B rows of L columns (q, k, v: [B·L] rows; pad: [B]);
   // out [B·L, n_heads · head_dim] dense; pad keys never read, pad query rows written as zeros.
   virtual void attention_prefill(const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* pad, int64_t B,
                                  int64_t L, const AttentionShape& shape, const Tensor& out) = 0;
-  // One query row per sequence against keys [starts[b], starts[b] + lens[b]) of slot slots[b] of the cache.
-  // workspace: decode_workspace_bytes() bytes of backend memory (nullptr when 0).
-  virtual void attention_decode(const Tensor& q, const KvLayer& cache, const int32_t* slots, const int32_t* starts,
-                                const int32_t* lens, const AttentionShape& shape, void* workspace,
-                                size_t workspace_bytes, const Tensor& out) = 0;
+  // The same group with its keys read from the cache (kv_write first), for rows that start after a cached prefix:
+  // row b's column c >= pad[b] is position cached[b] + c − pad[b] and sees positions [0, it] through the row's
+  // block table (tables + b · table_stride). Backends that return false from paged_prefill() need not implement
+  // it (the forward pass then runs attention_prefill and refuses cached prefixes).
+  virtual bool paged_prefill() const { return false; }
+  virtual void attention_prefill_paged(const Tensor& q, const KvLayer& cache, const int32_t* tables,
+                                       int64_t table_stride, const int32_t* pad, const int32_t* cached, int64_t B,
+                                       int64_t L, const AttentionShape& shape, const Tensor& out) {
+    (void)q, (void)cache, (void)tables, (void)table_stride, (void)pad, (void)cached, (void)B, (void)L, (void)shape;
+    (void)out;
+    throw Error(std::string(name()) +
+                " backend: attention_prefill_paged is not implemented (paged_prefill() is false)");
+  }
+  // One query row per sequence against its positions [starts[b], starts[b] + lens[b]), through its block table
+  // (tables + b · table_stride). workspace: decode_workspace_bytes() bytes of backend memory (nullptr when 0).
+  virtual void attention_decode(const Tensor& q, const KvLayer& cache, const int32_t* tables, int64_t table_stride,
+                                const int32_t* starts, const int32_t* lens, const AttentionShape& shape,
+                                void* workspace, size_t workspace_bytes, const Tensor& out) = 0;
   // dst row i = src row (first + i · step), i < dst.rows.
   virtual void copy_rows(const Tensor& src, int64_t first, int64_t step, const Tensor& dst) = 0;
 };

@@ -70,14 +70,26 @@ void kv_write(const float* k, const float* v, int64_t src_stride, const int32_t*
               int64_t n_tokens, void* cache_k, void* cache_v, DType cache_type, int64_t n_kv_heads, int64_t max_ctx,
               int64_t head_dim);
 
-// One query token per sequence against its cached keys [starts[b], starts[b] + lens[b]) in slot slots[b].
+// The paged KV cache: cache_k, cache_v: [n_blocks, n_kv_heads, block_size, head_dim] in cache_type. A sequence's
+// position p lives in block tables[p / block_size] of its block table (tables + b · table_stride for row b), at row
+// p % block_size. (One block of max_ctx tokens per sequence, table_stride 1, is the older slot layout.) kv_write
+// above writes it with slots = each token's block and positions = its row in the block (max_ctx = block_size).
+
+// One query token per sequence against its cached positions [starts[b], starts[b] + lens[b]), through its table.
 // q: [B] rows of stride q_stride holding [n_heads, head_dim]; out: [B, n_heads, head_dim] dense.
-void attention_decode(const float* q, int64_t q_stride, const float* cache_k, const float* cache_v,
-                      const int32_t* slots, const int32_t* starts, const int32_t* lens, float* out, int64_t B,
-                      int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale);
-// The same over a cache of cache_type (fp32, fp16 or bf16), converted to fp32 as it is read.
 void attention_decode(const float* q, int64_t q_stride, const void* cache_k, const void* cache_v, DType cache_type,
-                      const int32_t* slots, const int32_t* starts, const int32_t* lens, float* out, int64_t B,
-                      int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_ctx, float scale);
+                      const int32_t* tables, int64_t table_stride, const int32_t* starts, const int32_t* lens,
+                      float* out, int64_t B, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
+                      float scale);
+
+// Causal attention of a pre-padded group whose keys are already in the paged cache (kv_write first): row b's column
+// c >= pad[b] is the query at position cached[b] + c − pad[b] and sees the row's positions [0, that position]
+// (a cached prefix of cached[b] tokens, then the group's own), read through the row's table; pad query rows are
+// written as zeros. q: [B, L] rows of stride q_stride; out: [B, L, n_heads, head_dim] dense. With cached = 0 and an
+// fp32 cache it gives attention_prefill's result bit for bit.
+void attention_prefill_paged(const float* q, int64_t q_stride, const void* cache_k, const void* cache_v,
+                             DType cache_type, const int32_t* tables, int64_t table_stride, const int32_t* pad,
+                             const int32_t* cached, float* out, int64_t B, int64_t L, int64_t n_heads,
+                             int64_t n_kv_heads, int64_t head_dim, int64_t block_size, float scale);
 
 }  // namespace tessera::ops

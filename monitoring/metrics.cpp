@@ -61,6 +61,9 @@ struct Metrics::Impl {
   Gauge* ready = nullptr;
   Counter* prompt_tokens = nullptr;
   Counter* generation_tokens = nullptr;
+  Counter* prefix_cache_queries = nullptr;
+  Counter* prefix_cache_hits = nullptr;
+  Counter* preemptions = nullptr;
   std::map<std::string, Counter*> finished;  // fixed set of reasons, made up front
   Histogram* ttft = nullptr;
   Histogram* itl = nullptr;
@@ -117,6 +120,11 @@ Metrics::Metrics(std::string model_name, int64_t max_model_len) : impl_(std::mak
   m.ready = m.gauge("tessera_ready", "1 when the model is loaded, every rank answers and the server is not draining.");
   m.prompt_tokens = m.counter("tessera_prompt_tokens_total", "Number of prefill tokens processed.");
   m.generation_tokens = m.counter("tessera_generation_tokens_total", "Number of generation tokens processed.");
+  m.prefix_cache_queries =
+      m.counter("tessera_prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.");
+  m.prefix_cache_hits =
+      m.counter("tessera_prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.");
+  m.preemptions = m.counter("tessera_num_preemptions_total", "Cumulative number of preemption from the engine.");
 
   auto& success = prometheus::BuildCounter()
                       .Name("tessera_request_success_total")
@@ -173,6 +181,13 @@ void Metrics::set_ready(bool ready) { impl_->ready->Set(ready ? 1.0 : 0.0); }
 void Metrics::add_prompt_tokens(int64_t n) {
   if (n > 0) impl_->prompt_tokens->Increment(static_cast<double>(n));
 }
+void Metrics::add_prefix_cache_queries(int64_t n) {
+  if (n > 0) impl_->prefix_cache_queries->Increment(static_cast<double>(n));
+}
+void Metrics::add_prefix_cache_hits(int64_t n) {
+  if (n > 0) impl_->prefix_cache_hits->Increment(static_cast<double>(n));
+}
+void Metrics::count_preemption() { impl_->preemptions->Increment(); }
 void Metrics::add_generation_tokens(int64_t n) {
   if (n > 0) impl_->generation_tokens->Increment(static_cast<double>(n));
 }

@@ -36,6 +36,11 @@ class Metrics {
   // Token counters.
   void add_prompt_tokens(int64_t n);
   void add_generation_tokens(int64_t n);
+  // Prefix caching (vLLM's names, counted in tokens): prompt tokens looked up, and those found cached.
+  void add_prefix_cache_queries(int64_t n);
+  void add_prefix_cache_hits(int64_t n);
+  // A running sequence preempted for KV blocks (its KV freed, recomputed when it resumes).
+  void count_preemption();
 
   // Once per finished sequence: stop | length | abort | error (anything else counts as "error").
   void request_finished(const std::string& reason);

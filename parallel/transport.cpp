@@ -105,15 +105,22 @@ std::vector<uint8_t> encode_plan(const StepPlan& p) {
   w.put(p.step_id);
   w.put(p.n_slots);
   w.put(p.max_ctx);
+  w.put(p.block_size);
+  w.put(p.kv_bytes);
   w.put_vec(p.release_slots);
   w.put(p.prefill_cols);
   w.put_vec(p.prefill_tokens);
   w.put_vec(p.prefill_pad);
   w.put_vec(p.prefill_slots);
+  w.put_vec(p.prefill_cached);
   w.put_vec(p.prefill_sampling);
+  w.put_vec(p.prefill_history_len);
+  w.put_vec(p.prefill_history);
   w.put_vec(p.decode_tokens);
   w.put_vec(p.decode_slots);
   w.put_vec(p.decode_positions);
+  w.put(p.table_width);
+  w.put_vec(p.tables);
   return w.finish();
 }
 
@@ -126,20 +133,31 @@ StepPlan decode_plan(std::span<const uint8_t> bytes) {
   p.step_id = r.get<uint64_t>();
   p.n_slots = r.get<int32_t>();
   p.max_ctx = r.get<int32_t>();
+  p.block_size = r.get<int32_t>();
+  p.kv_bytes = r.get<uint64_t>();
   p.release_slots = r.get_vec<int32_t>();
   p.prefill_cols = r.get<int32_t>();
   p.prefill_tokens = r.get_vec<int32_t>();
   p.prefill_pad = r.get_vec<int32_t>();
   p.prefill_slots = r.get_vec<int32_t>();
+  p.prefill_cached = r.get_vec<int32_t>();
   p.prefill_sampling = r.get_vec<SamplingParams>();
+  p.prefill_history_len = r.get_vec<int32_t>();
+  p.prefill_history = r.get_vec<int32_t>();
   p.decode_tokens = r.get_vec<int32_t>();
   p.decode_slots = r.get_vec<int32_t>();
   p.decode_positions = r.get_vec<int32_t>();
+  p.table_width = r.get<int32_t>();
+  p.tables = r.get_vec<int32_t>();
   r.done();
   const size_t B = p.prefill_pad.size();
-  if (p.prefill_slots.size() != B || p.prefill_sampling.size() != B ||
+  uint64_t history = 0;
+  for (int32_t n : p.prefill_history_len) history += n < 0 ? UINT64_MAX / 2 : static_cast<uint64_t>(n);
+  if (p.prefill_slots.size() != B || p.prefill_sampling.size() != B || p.prefill_cached.size() != B ||
+      p.prefill_history_len.size() != B || history != p.prefill_history.size() || p.prefill_cols < 0 ||
       p.prefill_tokens.size() != B * static_cast<size_t>(p.prefill_cols) ||
-      p.decode_slots.size() != p.decode_tokens.size() || p.decode_positions.size() != p.decode_tokens.size())
+      p.decode_slots.size() != p.decode_tokens.size() || p.decode_positions.size() != p.decode_tokens.size() ||
+      p.table_width < 0 || p.tables.size() != static_cast<size_t>(p.n_rows()) * static_cast<size_t>(p.table_width))
     throw Error("wire StepPlan: inconsistent row counts");
   return p;
 }
@@ -152,6 +170,8 @@ std::vector<uint8_t> encode_result(const StepResult& r) {
   w.put<uint64_t>(r.top_logprobs.size());
   for (const auto& t : r.top_logprobs) w.put_vec(t);
   w.put(r.n_slots);
+  w.put(r.n_blocks);
+  w.put(r.block_size);
   w.put_str(r.error);
   w.put(r.step_seconds);
   w.put(r.collective_seconds);
@@ -168,6 +188,8 @@ StepResult decode_result(std::span<const uint8_t> bytes) {
   if (n > bytes.size()) throw Error("wire StepResult: top_logprobs count past the end");
   for (uint64_t i = 0; i < n; ++i) r.top_logprobs.push_back(rd.get_vec<TopLogprob>());
   r.n_slots = rd.get<int32_t>();
+  r.n_blocks = rd.get<int32_t>();
+  r.block_size = rd.get<int32_t>();
   r.error = rd.get_str();
   r.step_seconds = rd.get<double>();
   r.collective_seconds = rd.get<double>();

@@ -1,7 +1,9 @@
 // worker/engine.cpp — plan execution; the runner samples each row from the slot state kept here.
 #include "worker/engine.h"
 
+#include <algorithm>
 #include <chrono>
+#include <string>
 #include <span>
 
 #include "common/check.h"
@@ -45,47 +47,81 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
   switch (plan.kind) {
     case parallel::StepPlan::Kind::kShutdown:
       return out;
-    case parallel::StepPlan::Kind::kConfigure:
-      if (plan.n_slots < 1 || plan.max_ctx < 1)
+    case parallel::StepPlan::Kind::kConfigure: {
+      if (plan.n_slots < 1 || plan.max_ctx < 1 || plan.block_size < 0)
         throw Error("configure: n_slots " + std::to_string(plan.n_slots) + " and max_ctx " +
-                    std::to_string(plan.max_ctx) + " must be >= 1");
-      runner_.configure(plan.n_slots, plan.max_ctx);  // may allocate fewer slots (an accelerator's KV budget)
-      out.n_slots = static_cast<int32_t>(runner_.n_slots());
+                    std::to_string(plan.max_ctx) + " must be >= 1, block_size " + std::to_string(plan.block_size) +
+                    " >= 0");
+      // The runner may allocate fewer sequences (an accelerator's KV budget) and sizes the blocks itself.
+      // block_size 0: one block of max_ctx tokens per sequence (the slot layout).
+      const int32_t block_size = plan.block_size > 0 ? plan.block_size : plan.max_ctx;
+      const KvGeometry g = runner_.configure({plan.n_slots, plan.max_ctx, block_size, plan.kv_bytes});
+      out.n_slots = static_cast<int32_t>(g.n_seqs);
+      out.n_blocks = static_cast<int32_t>(g.n_blocks);
+      out.block_size = static_cast<int32_t>(g.block_size);
       slots_.assign(static_cast<size_t>(out.n_slots), std::nullopt);
       return out;
+    }
     case parallel::StepPlan::Kind::kStep:
       break;
   }
-  if (runner_.n_slots() == 0)
-    throw Error("step " + std::to_string(plan.step_id) + " before the KV cache was configured");
+  const KvGeometry geometry = runner_.kv_geometry();
+  if (geometry.n_seqs == 0) throw Error("step " + std::to_string(plan.step_id) + " before the KV cache was configured");
   auto check_slot = [&](int32_t s) {
-    if (s < 0 || s >= runner_.n_slots()) throw Error("plan names KV slot " + std::to_string(s) + " out of range");
+    if (s < 0 || s >= geometry.n_seqs) throw Error("plan names sequence slot " + std::to_string(s) + " out of range");
   };
+  for (int32_t b : plan.tables)
+    if (b < -1 || b >= geometry.n_blocks) throw Error("plan names KV block " + std::to_string(b) + " out of range");
   for (int32_t s : plan.release_slots) {
     check_slot(s);
     slots_[static_cast<size_t>(s)].reset();
   }
-  if (!plan.prefill_pad.empty()) {
+  // A plan without block tables (table_width 0): each row's one block is its slot (the slot layout).
+  std::vector<int32_t> slot_tables;
+  if (plan.table_width == 0 && plan.n_rows() > 0) {
+    slot_tables = plan.prefill_slots;
+    slot_tables.insert(slot_tables.end(), plan.decode_slots.begin(), plan.decode_slots.end());
+  }
+  const std::vector<int32_t>& all_tables = plan.table_width > 0 ? plan.tables : slot_tables;
+  const int32_t width = plan.table_width > 0 ? plan.table_width : 1;
+  for (int32_t b : slot_tables)
+    if (b < 0 || b >= geometry.n_blocks) throw Error("plan names KV block " + std::to_string(b) + " out of range");
+  const size_t W = static_cast<size_t>(width), B = plan.prefill_pad.size();
+  if (B > 0) {
     PrefillGroup g;
     g.n_cols = plan.prefill_cols;
     g.tokens = plan.prefill_tokens;
     g.pad = plan.prefill_pad;
-    g.slots = plan.prefill_slots;
-    for (size_t b = 0; b < g.slots.size(); ++b) {
-      check_slot(g.slots[b]);
-      slots_[static_cast<size_t>(g.slots[b])] = SlotState{plan.prefill_sampling[b], 0, {}};
+    g.cached = plan.prefill_cached;  // empty: nothing cached
+    g.tables.width = width;
+    g.tables.blocks.assign(all_tables.begin(), all_tables.begin() + static_cast<std::ptrdiff_t>(B * W));
+    size_t h = 0;
+    for (size_t b = 0; b < B; ++b) {
+      const int32_t s = plan.prefill_slots[b];
+      check_slot(s);
+      SlotState st{plan.prefill_sampling[b], 0, {}};
+      // A resumed sequence: its sampler goes on from the tokens it generated before its preemption.
+      const auto n_hist = static_cast<size_t>(
+          b < plan.prefill_history_len.size() ? std::max(plan.prefill_history_len[b], 0) : 0);  // empty: all new
+      if (h + n_hist > plan.prefill_history.size()) throw Error("plan's prefill history is shorter than its lengths");
+      for (size_t i = 0; i < n_hist; ++i) ++st.counts[plan.prefill_history[h++]];
+      st.step = n_hist;
+      slots_[static_cast<size_t>(s)] = std::move(st);
     }
-    const auto results = runner_.prefill_and_sample(g, requests(g.slots));
-    if (tp_rank_ == 0) record(results, g.slots, out);
+    const auto results = runner_.prefill_and_sample(g, requests(plan.prefill_slots));
+    if (tp_rank_ == 0) record(results, plan.prefill_slots, out);
   }
   if (!plan.decode_tokens.empty()) {
     for (int32_t s : plan.decode_slots) {
       check_slot(s);
       if (!slots_[static_cast<size_t>(s)])
-        throw Error("decode on KV slot " + std::to_string(s) + " that holds no sequence");
+        throw Error("decode on sequence slot " + std::to_string(s) + " that holds no sequence");
     }
-    const auto results = runner_.decode_and_sample(plan.decode_tokens, plan.decode_slots, plan.decode_positions,
-                                                   requests(plan.decode_slots));
+    BlockTables tables;
+    tables.width = width;
+    tables.blocks.assign(all_tables.begin() + static_cast<std::ptrdiff_t>(B * W), all_tables.end());
+    const auto results =
+        runner_.decode_and_sample(plan.decode_tokens, tables, plan.decode_positions, requests(plan.decode_slots));
     if (tp_rank_ == 0) record(results, plan.decode_slots, out);
   }
   out.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

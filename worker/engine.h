@@ -1,9 +1,11 @@
 // worker/engine.h — a worker's step: StepPlan in (release slots, prefill group, decodes), StepResult out
 // (one sampled token per row, on TP rank 0).
 //
-// The engine owns the KV cache and each slot's sampling state (params, step counter, generated-token counts),
-// opened by the prefill that fills the slot and closed by its release. execute() is collective over the
-// Transformer's TP group: every rank runs every plan in the same order. Not thread-safe: one engine loop.
+// The engine owns the KV cache (through its runner; the plan's block tables say where each row's KV is) and each
+// sequence slot's sampling state (params, step counter, generated-token counts), opened by the prefill that fills
+// the slot (a resumed sequence's from the tokens it generated before) and closed by its release. execute() is
+// collective over the Transformer's TP group: every rank runs every plan in the same order. Not thread-safe: one engine
+// loop.
 #pragma once
 
 #include <memory>

@@ -93,16 +93,22 @@ std::vector<Prompt> make_prompts(const BenchServeOptions& o, bool chat) {
   std::mt19937_64 rng(o.seed);
   const int lo = std::min(32, o.random_vocab / 2);
   std::uniform_int_distribution<int> id(lo, o.random_vocab - 1);
+  std::vector<int> prefix(static_cast<size_t>(std::max(o.random_prefix_len, 0)));
+  for (auto& t : prefix) t = id(rng);
+  const int len_lo = std::max(1, static_cast<int>(o.random_input_len * (1.0 - o.random_range_ratio))),
+            len_hi = std::max(len_lo, static_cast<int>(o.random_input_len * (1.0 + o.random_range_ratio)));
+  std::uniform_int_distribution<int> length(len_lo, len_hi);
   for (int i = 0; i < o.num_prompts; ++i) {
-    std::vector<int> ids(static_cast<size_t>(o.random_input_len));
-    for (auto& t : ids) t = id(rng);
+    std::vector<int> ids = prefix;
+    const int len = o.random_range_ratio > 0 ? length(rng) : o.random_input_len;
+    for (int k = 0; k < len; ++k) ids.push_back(id(rng));
     if (chat) {
       // A chat endpoint takes text: printable ASCII words of random letters, about one token each.
       std::string text;
       for (int t : ids) text += std::string(text.empty() ? "" : " ") + static_cast<char>('a' + t % 26);
       prompts.push_back({json(text), 0, o.random_output_len});
     } else {
-      prompts.push_back({json(ids), o.random_input_len, o.random_output_len});
+      prompts.push_back({json(ids), static_cast<int64_t>(ids.size()), o.random_output_len});
     }
   }
   return prompts;

@@ -26,10 +26,12 @@ struct BenchServeOptions {
   double burstiness = 1.0;                                        // gamma shape of the gaps; 1 = Poisson
   int max_concurrency = 0;                                        // 0 = no limit
   int num_prompts = 100;
-  int random_input_len = 128;  // tokens per random prompt
-  int random_output_len = 32;  // max_tokens of each request (exact with ignore_eos)
-  int random_vocab = 256;      // random prompt ids are drawn from [min(32, vocab / 2), vocab)
-  std::string dataset;         // JSONL: {"prompt": "..." | [ids], "output_len": n}, or "..." per line
+  int random_input_len = 128;       // tokens per random prompt
+  int random_output_len = 32;       // max_tokens of each request (exact with ignore_eos)
+  int random_vocab = 256;           // random prompt ids are drawn from [min(32, vocab / 2), vocab)
+  int random_prefix_len = 0;        // a random prefix of this many tokens shared by every random prompt (vLLM's)
+  double random_range_ratio = 0.0;  // input lengths uniform in [len · (1 − r), len · (1 + r)], r in [0, 1)
+  std::string dataset;              // JSONL: {"prompt": "..." | [ids], "output_len": n}, or "..." per line
   uint64_t seed = 0;
   bool ignore_eos = false;
   double temperature = 0.0;

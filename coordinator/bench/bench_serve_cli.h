@@ -31,6 +31,11 @@ inline void add_bench_serve_options(CLI::App& cmd, BenchServeOptions& o, std::st
   cmd.add_option("--random-output-len", o.random_output_len, "max_tokens per request")->check(CLI::Range(1, 1 << 24));
   cmd.add_option("--random-vocab", o.random_vocab, "random prompt ids come from [min(32, V/2), V)")
       ->check(CLI::Range(2, 1 << 24));
+  cmd.add_option("--random-prefix-len", o.random_prefix_len,
+                 "a random prefix of this many tokens before every random prompt, the same for all (prefix caching)")
+      ->check(CLI::Range(0, 1 << 24));
+  cmd.add_option("--random-range-ratio", o.random_range_ratio, "random input lengths uniform in [len·(1−r), len·(1+r)]")
+      ->check(CLI::Range(0.0, 0.999));
   cmd.add_option("--dataset", o.dataset, "JSONL of prompts: \"text\" or {\"prompt\": text|[ids], \"output_len\": n}");
   cmd.add_option("--seed", o.seed, "seed of the prompts and the arrival times");
   cmd.add_flag("--ignore-eos", o.ignore_eos, "generate exactly max_tokens (ignore_eos in each request)");

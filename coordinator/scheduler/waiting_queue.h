@@ -21,6 +21,8 @@ class WaitingQueue {
   explicit WaitingQueue(size_t capacity) : capacity_(capacity) {}
 
   bool push(std::shared_ptr<Request> request);  // false when full
+  // Back at the head: a request taken this step that could not be admitted after all (it keeps its place).
+  void push_front(std::shared_ptr<Request> request) { items_.push_front(std::move(request)); }
   size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
   size_t capacity() const { return capacity_; }

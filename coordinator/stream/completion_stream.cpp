@@ -1,6 +1,7 @@
 // coordinator/stream/completion_stream.cpp — OpenAI response bodies and SSE chunks from token events.
 #include "coordinator/stream/completion_stream.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace tessera::coordinator::stream {
@@ -31,6 +32,7 @@ CompletionJob::CompletionJob(JobOptions options, const tokenizer::Tokenizer* tok
                              std::shared_ptr<http::Exchange> exchange, JobHooks hooks)
     : options_(std::move(options)), tokenizer_(tokenizer), exchange_(std::move(exchange)), hooks_(std::move(hooks)) {
   choices_.resize(options_.prompt_tokens.size() * static_cast<size_t>(options_.n));
+  cached_.assign(options_.prompt_tokens.size(), -1);
   for (Choice& c : choices_) c.text.emplace(tokenizer_, options_.stop);
 }
 
@@ -168,11 +170,14 @@ std::string CompletionJob::stream_chunk(int32_t index, const std::string& text, 
 }
 
 std::string CompletionJob::usage_json() const {
-  int64_t prompt = 0, completion = 0;
+  int64_t prompt = 0, completion = 0, cached = 0;
   for (int32_t p : options_.prompt_tokens) prompt += p;
+  for (int32_t c : cached_) cached += std::max(c, 0);
   for (const Choice& c : choices_) completion += static_cast<int64_t>(c.token_ids.size());
-  return dump(
-      json{{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}});
+  return dump(json{{"prompt_tokens", prompt},
+                   {"completion_tokens", completion},
+                   {"total_tokens", prompt + completion},
+                   {"prompt_tokens_details", {{"cached_tokens", cached}}}});
 }
 
 TokenVerdict CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev) {
@@ -182,6 +187,9 @@ TokenVerdict CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev)
     if (done_ || index >= choices_.size()) return TokenVerdict::kContinue;  // abandoned: cancelled, reaped as abort
     Choice& c = choices_[index];
     if (c.finished || c.stop_seen) return TokenVerdict::kStop;
+    // The prompt's cached tokens, once per prompt (its n sequences share the prompt: the first one's count).
+    if (ev.cached_tokens >= 0 && cached_[static_cast<size_t>(prompt_index)] < 0)
+      cached_[static_cast<size_t>(prompt_index)] = ev.cached_tokens;
     const std::string delta = c.text->push(ev.token);
     c.token_ids.push_back(ev.token);
     if (options_.logprobs) {

@@ -92,6 +92,7 @@ class CompletionJob : public std::enable_shared_from_this<CompletionJob> {
   JobHooks hooks_;
   std::mutex mu_;
   std::vector<Choice> choices_;
+  std::vector<int32_t> cached_;  // per prompt: its tokens the prefix cache held (-1 until its first token)
   std::vector<std::weak_ptr<Request>> requests_;
   int32_t n_finished_ = 0;
   std::string error_;

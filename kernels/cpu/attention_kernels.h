@@ -1,7 +1,8 @@
 // kernels/cpu/attention_kernels.h — the attention tile of kernels/cpu/attention.cpp, GEMM-shaped, in the native
 // vectors of quant_kernels.h (compiled once per instruction set by isa_<set>.cpp; see isa.h).
 //
-// attend_tile(): nq queries against one sequence's keys, query r seeing keys [0, n_first + r · step): causal
+// attend_tile(): nq queries against one sequence's keys (rows of k / v, or of a paged cache's blocks: isa.h's
+// KvPages), query r seeing keys [0, n_first + r · step): causal
 // prefill's tile of query columns of one head (step 1), or decode's query heads that share one KV head (step 0). Keys
 // go in blocks of kKeyBlock: each block is transposed once for the whole tile (head_dim × kKeyBlock), so that a query's
 // scores are head_dim vector FMAs across keys (q[d] broadcast), the softmax is an online one over blocks with a
@@ -86,8 +87,8 @@ inline fv kv_vec(const void* row, int64_t i) {
 
 template <DType KT>
 void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const void* v_base, int64_t kv_stride,
-                   int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride, int64_t head_dim,
-                   float scale) {
+                   const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride,
+                   int64_t head_dim, float scale) {
   constexpr int64_t kElem = KT == DType::F32 ? 4 : 2;
   const auto* k = static_cast<const uint8_t*>(k_base);
   const auto* v = static_cast<const uint8_t*>(v_base);
@@ -95,6 +96,7 @@ void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const v
   float m[kMaxTile], l[kMaxTile];
   alignas(64) float kt[256 * kKeyBlock];  // the block's keys transposed: [head_dim][kKeyBlock]
   alignas(64) float p[kKeyBlock];
+  const uint8_t *krow[kKeyBlock], *vrow[kKeyBlock];  // the block's key and value rows (a paged cache scatters them)
   const float neg_inf = -__builtin_inff();
   for (int64_t r0 = 0; r0 < nq; r0 += kMaxTile) {  // callers pass tiles of at most kMaxTile; longer runs loop
     const int64_t nt = min64(kMaxTile, nq - r0), first = n_first + r0 * step;
@@ -107,8 +109,13 @@ void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const v
     for (int64_t j0 = 0; j0 < last; j0 += kKeyBlock) {
       const int64_t nb = min64(kKeyBlock, last - j0);
       for (int64_t j = 0; j < nb; ++j) {
-        const uint8_t* kr = k + (j0 + j) * kv_stride * kElem;
-        for (int64_t d = 0; d < head_dim; ++d) kt[d * kKeyBlock + j] = kv_at<KT>(kr, d);
+        const int64_t key = j0 + j, pk = pages.first + key;  // → its element offset in k / v
+        const int64_t at = pages.blocks == nullptr ? key * kv_stride
+                                                   : pages.blocks[pk / pages.block_size] * pages.block_stride +
+                                                         pk % pages.block_size * kv_stride;
+        krow[j] = k + at * kElem;
+        vrow[j] = v + at * kElem;
+        for (int64_t d = 0; d < head_dim; ++d) kt[d * kKeyBlock + j] = kv_at<KT>(krow[j], d);
       }
       for (int64_t j = nb; j < kKeyBlock; ++j)
         for (int64_t d = 0; d < head_dim; ++d) kt[d * kKeyBlock + j] = 0.0f;
@@ -143,7 +150,7 @@ void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const v
         for (int64_t d = 0; d < head_dim; ++d) o[d] *= correction;
         for (int64_t j = 0; j < nbr; ++j) {
           const float pj = p[j];
-          const uint8_t* vr = v + (j0 + j) * kv_stride * kElem;
+          const uint8_t* vr = vrow[j];
           int64_t d = 0;
           for (; d + kW <= head_dim; d += kW) {
             const fv acc = load<fv>(o + d) + kv_vec<KT>(vr, d) * pj;
@@ -163,14 +170,15 @@ void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const v
 }
 
 void attend_tile(const float* q, int64_t q_stride, const void* k, const void* v, DType kv_type, int64_t kv_stride,
-                 int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride, int64_t head_dim,
-                 float scale) {
+                 const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride,
+                 int64_t head_dim, float scale) {
   if (kv_type == DType::F16)
-    return attend_tile_t<DType::F16>(q, q_stride, k, v, kv_stride, nq, n_first, step, out, out_stride, head_dim, scale);
+    return attend_tile_t<DType::F16>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, out, out_stride, head_dim,
+                                     scale);
   if (kv_type == DType::BF16)
-    return attend_tile_t<DType::BF16>(q, q_stride, k, v, kv_stride, nq, n_first, step, out, out_stride, head_dim,
+    return attend_tile_t<DType::BF16>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, out, out_stride, head_dim,
                                       scale);
-  attend_tile_t<DType::F32>(q, q_stride, k, v, kv_stride, nq, n_first, step, out, out_stride, head_dim, scale);
+  attend_tile_t<DType::F32>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, out, out_stride, head_dim, scale);
 }
 
 }  // namespace

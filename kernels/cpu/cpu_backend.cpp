@@ -163,13 +163,13 @@ void CpuBackend::rope(const Tensor& x, const int32_t* pos, int64_t head_dim, flo
   ops::rope(x.at<float>(), pos, x.rows, x.cols / head_dim, head_dim, x.stride, theta);
 }
 
-void CpuBackend::kv_write(const Tensor& k, const Tensor& v, const int32_t* slots, const int32_t* positions,
+void CpuBackend::kv_write(const Tensor& k, const Tensor& v, const int32_t* blocks, const int32_t* rows,
                           const KvLayer& cache) {
   need_f32("kv_write", k, "k");
   need_f32("kv_write", v, "v");
   TESSERA_CHECK(k.stride == v.stride && kv_dtype_supported(cache.dtype));
-  ops::kv_write(k.at<float>(), v.at<float>(), k.stride, slots, positions, k.rows, cache.k, cache.v, cache.dtype,
-                cache.n_kv_heads, cache.max_ctx, cache.head_dim);
+  ops::kv_write(k.at<float>(), v.at<float>(), k.stride, blocks, rows, k.rows, cache.k, cache.v, cache.dtype,
+                cache.n_kv_heads, cache.block_size, cache.head_dim);
 }
 
 void CpuBackend::attention_prefill(const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* pad, int64_t B,
@@ -181,14 +181,25 @@ void CpuBackend::attention_prefill(const Tensor& q, const Tensor& k, const Tenso
                          s.n_heads, s.n_kv_heads, s.head_dim, s.scale);
 }
 
-void CpuBackend::attention_decode(const Tensor& q, const KvLayer& cache, const int32_t* slots, const int32_t* starts,
-                                  const int32_t* lens, const AttentionShape& s, void* /*workspace*/,
-                                  size_t /*workspace_bytes*/, const Tensor& out) {
+void CpuBackend::attention_prefill_paged(const Tensor& q, const KvLayer& cache, const int32_t* tables,
+                                         int64_t table_stride, const int32_t* pad, const int32_t* cached, int64_t B,
+                                         int64_t L, const AttentionShape& s, const Tensor& out) {
+  need_f32("attention_prefill_paged", q, "q");
+  need_dense("attention_prefill_paged", out, "out");
+  TESSERA_CHECK(q.rows == B * L && kv_dtype_supported(cache.dtype) && cache.n_kv_heads == s.n_kv_heads);
+  ops::attention_prefill_paged(q.at<float>(), q.stride, cache.k, cache.v, cache.dtype, tables, table_stride, pad,
+                               cached, out.at<float>(), B, L, s.n_heads, s.n_kv_heads, s.head_dim, cache.block_size,
+                               s.scale);
+}
+
+void CpuBackend::attention_decode(const Tensor& q, const KvLayer& cache, const int32_t* tables, int64_t table_stride,
+                                  const int32_t* starts, const int32_t* lens, const AttentionShape& s,
+                                  void* /*workspace*/, size_t /*workspace_bytes*/, const Tensor& out) {
   need_f32("attention_decode", q, "q");
   need_dense("attention_decode", out, "out");
-  TESSERA_CHECK(kv_dtype_supported(cache.dtype));
-  ops::attention_decode(q.at<float>(), q.stride, cache.k, cache.v, cache.dtype, slots, starts, lens, out.at<float>(),
-                        q.rows, s.n_heads, s.n_kv_heads, s.head_dim, cache.max_ctx, s.scale);
+  TESSERA_CHECK(kv_dtype_supported(cache.dtype) && cache.n_kv_heads == s.n_kv_heads);
+  ops::attention_decode(q.at<float>(), q.stride, cache.k, cache.v, cache.dtype, tables, table_stride, starts, lens,
+                        out.at<float>(), q.rows, s.n_heads, s.n_kv_heads, s.head_dim, cache.block_size, s.scale);
 }
 
 void CpuBackend::copy_rows(const Tensor& src, int64_t first, int64_t step, const Tensor& dst) {

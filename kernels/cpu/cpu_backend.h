@@ -40,13 +40,19 @@ class CpuBackend final : public Backend {
   void add_bias_gelu(const Tensor& x, const Tensor& bias) override;
   void silu_mul(const Tensor& gate_up, const Tensor& out) override;
   void rope(const Tensor& x, const int32_t* pos, int64_t head_dim, float theta) override;
-  void kv_write(const Tensor& k, const Tensor& v, const int32_t* slots, const int32_t* positions,
+  void kv_write(const Tensor& k, const Tensor& v, const int32_t* blocks, const int32_t* rows,
                 const KvLayer& cache) override;
   void attention_prefill(const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* pad, int64_t B, int64_t L,
                          const AttentionShape& shape, const Tensor& out) override;
-  void attention_decode(const Tensor& q, const KvLayer& cache, const int32_t* slots, const int32_t* starts,
-                        const int32_t* lens, const AttentionShape& shape, void* workspace, size_t workspace_bytes,
-                        const Tensor& out) override;
+  // Every prefill reads its keys from the cache: a cached prefix and the group's own keys take one path, so a
+  // result does not depend on what was cached (also with a 16-bit cache).
+  bool paged_prefill() const override { return true; }
+  void attention_prefill_paged(const Tensor& q, const KvLayer& cache, const int32_t* tables, int64_t table_stride,
+                               const int32_t* pad, const int32_t* cached, int64_t B, int64_t L,
+                               const AttentionShape& shape, const Tensor& out) override;
+  void attention_decode(const Tensor& q, const KvLayer& cache, const int32_t* tables, int64_t table_stride,
+                        const int32_t* starts, const int32_t* lens, const AttentionShape& shape, void* workspace,
+                        size_t workspace_bytes, const Tensor& out) override;
   void copy_rows(const Tensor& src, int64_t first, int64_t step, const Tensor& dst) override;
 
  private:

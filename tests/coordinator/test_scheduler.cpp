@@ -163,7 +163,11 @@ class ScriptedDispatcher final : public parallel::Dispatcher {
     if (fail_at >= 0 && static_cast<int>(plans.size()) - 1 == fail_at) throw Error("rank 2 died (test)");
     parallel::StepResult r;
     r.step_id = plan.step_id;
-    if (plan.kind == parallel::StepPlan::Kind::kConfigure) r.n_slots = plan.n_slots;  // every slot fits
+    if (plan.kind == parallel::StepPlan::Kind::kConfigure) {  // every slot fits, each a whole context of blocks
+      r.n_slots = plan.n_slots;
+      r.block_size = plan.block_size;
+      r.n_blocks = plan.n_slots * ((plan.max_ctx + plan.block_size - 1) / plan.block_size);
+    }
     for (int32_t s : plan.prefill_slots) r.tokens.push_back(100 + s);
     for (int32_t s : plan.decode_slots) r.tokens.push_back(100 + s);
     r.logprobs.assign(r.tokens.size(), -0.5f);
@@ -225,7 +229,12 @@ TEST(SchedulerSteps, PlansAreReleasesPlusOneGroupPlusDecodes) {
   EXPECT_EQ(p[1].prefill_slots, (std::vector<int32_t>{0, 1, 2}));
   EXPECT_EQ(p[1].prefill_sampling[1].seed, 40u);
   EXPECT_EQ(p[1].prefill_sampling[2].seed, 41u);
+  EXPECT_EQ(p[1].prefill_cached, (std::vector<int32_t>{0, 0, 0}));
+  EXPECT_EQ(p[1].prefill_history_len, (std::vector<int32_t>{0, 0, 0}));
   EXPECT_TRUE(p[1].decode_slots.empty());
+  // One block of 16 tokens each (8-token prompts), the lowest blocks first.
+  EXPECT_EQ(p[1].table_width, 1);
+  EXPECT_EQ(p[1].tables, (std::vector<int32_t>{0, 1, 2}));
   // step 2: decodes of all three; A finishes (2 tokens).
   EXPECT_EQ(p[2].decode_slots, (std::vector<int32_t>{0, 1, 2}));
   EXPECT_EQ(p[2].decode_positions, (std::vector<int32_t>{8, 8, 8}));

@@ -187,6 +187,14 @@ class SchedulerEngine : public testing::Test {
     r->sink = std::move(sink);
     return r;
   }
+  // request()'s sampling settings, for alone().
+  static SamplingParams sampling(float temperature, uint64_t seed) {
+    SamplingParams sp;
+    sp.temperature = temperature;
+    sp.top_p = temperature > 0 ? 0.95f : 1.0f;
+    sp.seed = seed;
+    return sp;
+  }
   static std::vector<int32_t> random_prompt(std::mt19937& rng, int len) {
     std::uniform_int_distribution<int32_t> tok(0, 255);
     std::vector<int32_t> p(static_cast<size_t>(len));
@@ -390,12 +398,16 @@ class CappedRunner final : public worker::ModelRunner {
  public:
   CappedRunner(worker::Transformer& model, int64_t cap) : inner_(model), cap_(cap) {}
   const model::ModelConfig& config() const override { return inner_.config(); }
-  void configure(int64_t n_slots, int64_t max_ctx) override { inner_.configure(std::min(n_slots, cap_), max_ctx); }
-  int64_t n_slots() const override { return inner_.n_slots(); }
+  worker::KvGeometry configure(const worker::KvRequest& r) override {
+    worker::KvRequest capped = r;
+    capped.max_seqs = std::min(r.max_seqs, cap_);
+    return inner_.configure(capped);
+  }
+  worker::KvGeometry kv_geometry() const override { return inner_.kv_geometry(); }
   std::vector<float> prefill(const worker::PrefillGroup& g) override { return inner_.prefill(g); }
-  std::vector<float> decode(const std::vector<int32_t>& t, const std::vector<int32_t>& s,
+  std::vector<float> decode(const std::vector<int32_t>& t, const worker::BlockTables& tables,
                             const std::vector<int32_t>& p) override {
-    return inner_.decode(t, s, p);
+    return inner_.decode(t, tables, p);
   }
 
  private:
@@ -415,7 +427,7 @@ TEST_F(SchedulerEngine, RunsWithTheSlotsTheWorkersCouldAllocate) {
   EXPECT_EQ(sched.configure(), 2);
   ASSERT_TRUE(wide->wait_finished(1000ms));
   EXPECT_EQ(wide->reasons[0], FinishReason::kError);
-  EXPECT_NE(wide->messages[0].find("2 KV slots"), std::string::npos) << wide->messages[0];
+  EXPECT_NE(wide->messages[0].find("2 sequence slots"), std::string::npos) << wide->messages[0];
   EXPECT_EQ(sched.submit(request({1}, 4, wide, 0.0f, 0, 3), &why), SubmitStatus::kInvalid);
   EXPECT_NE(why.find("n must be in [1, 2]"), std::string::npos) << why;
 
@@ -510,6 +522,127 @@ TEST_F(SchedulerEngine, AnOldLongPromptIsNotStarvedByAStreamOfShortOnes) {
   for (size_t i = 0; i < shorts.size(); ++i) ASSERT_TRUE(shorts[i]->wait_finished());
   for (size_t i = first_younger; i < shorts.size(); ++i)
     EXPECT_LT(long_sink->first_token_at, shorts[i]->first_token_at) << "short request " << i << " overtook it";
+}
+
+// 32 requests sharing a 45-token prefix (blocks of 4 tokens: 11 whole blocks), half greedy, half seeded.
+struct SharedPrefixCase {
+  std::vector<int32_t> prompt;
+  int32_t max_tokens;
+  float temperature;
+  uint64_t seed;
+  std::vector<int32_t> expect;
+};
+
+// Prefix caching changes which positions a prefill computes, never a sampled token: each request submitted after
+// the previous one finished (so it finds their blocks cached), then all 32 at once (each finds its whole prompt but
+// the last block), with caching on and off: every one gets its tokens alone. Hits are counted in tokens.
+TEST_F(SchedulerEngine, PrefixCachingChangesNoTokenAloneOrInABatchOf32) {
+  std::mt19937 rng(1313);
+  const auto prefix = random_prompt(rng, 45);
+  std::vector<SharedPrefixCase> cases;
+  for (int i = 0; i < 32; ++i) {
+    SharedPrefixCase c;
+    c.prompt = prefix;
+    const auto suffix = random_prompt(rng, 1 + i % 13);
+    c.prompt.insert(c.prompt.end(), suffix.begin(), suffix.end());
+    c.max_tokens = 6 + i % 9;
+    c.temperature = i % 2 == 0 ? 0.0f : 0.8f;
+    c.seed = 500 + static_cast<uint64_t>(i);
+    c.expect = alone(c.prompt, c.max_tokens, sampling(c.temperature, c.seed));
+    cases.push_back(std::move(c));
+  }
+  for (bool caching : {false, true}) {
+    SCOPED_TRACE(caching ? "prefix caching on" : "prefix caching off");
+    SchedulerOptions o = options(32);
+    o.block_size = 4;
+    o.prefix_caching = caching;
+    start_scheduler(o);
+    auto submit = [&](const SharedPrefixCase& c) {
+      auto sink = std::make_shared<RecordingSink>(1);
+      std::string why;
+      EXPECT_EQ(sched_->submit(request(c.prompt, c.max_tokens, sink, c.temperature, c.seed), &why),
+                SubmitStatus::kAccepted)
+          << why;
+      return sink;
+    };
+    for (const auto& c : cases) {  // one after another
+      auto sink = submit(c);
+      ASSERT_TRUE(sink->wait_finished());
+      EXPECT_EQ(sink->tokens[0], c.expect);
+    }
+    std::vector<std::shared_ptr<RecordingSink>> sinks;  // all at once
+    for (const auto& c : cases) sinks.push_back(submit(c));
+    for (size_t i = 0; i < cases.size(); ++i) {
+      ASSERT_TRUE(sinks[i]->wait_finished());
+      EXPECT_EQ(sinks[i]->tokens[0], cases[i].expect) << "request " << i << " of the batch";
+    }
+    ASSERT_TRUE(wait_stats([](const SchedulerStats& st) { return st.running == 0; }));
+    const SchedulerStats st = sched_->stats();
+    if (caching) {
+      // The 31 later requests of the first pass find the prefix's 11 blocks; the second pass every whole block
+      // of its prompt but the last token's.
+      EXPECT_GE(st.prefix_cache_hits, 31u * 44u + 32u * 44u);
+      EXPECT_GT(st.prefix_cache_queries, st.prefix_cache_hits);
+    } else {
+      EXPECT_EQ(st.prefix_cache_hits, 0u);
+    }
+    EXPECT_EQ(st.kv_usage, 0.0);  // every block back
+    stop_scheduler();
+    sched_.reset();
+  }
+}
+
+// A KV cache of 24 blocks of 4 tokens (96 tokens) for 32 requests of 10-30 prompt tokens and 12-20 new ones:
+// admission waits for blocks, running sequences run out of them and the youngest is preempted, recomputed later.
+// Nothing is lost: every request finishes with the tokens it gets alone, and every block is free at the end.
+TEST_F(SchedulerEngine, ForcedPreemptionAnswersEveryRequestWithItsTokensAlone) {
+  std::mt19937 rng(77);
+  struct Case {
+    std::vector<int32_t> prompt;
+    int32_t max_tokens;
+    float temperature;
+    std::vector<int32_t> expect;
+  };
+  std::vector<Case> cases;
+  for (int i = 0; i < 32; ++i) {
+    Case c{random_prompt(rng, 10 + (i * 7) % 21), 12 + i % 9, i % 3 == 0 ? 0.7f : 0.0f, {}};
+    c.expect = alone(c.prompt, c.max_tokens, sampling(c.temperature, static_cast<uint64_t>(i)));
+    cases.push_back(std::move(c));
+  }
+  for (bool caching : {false, true}) {
+    SCOPED_TRACE(caching ? "prefix caching on" : "prefix caching off");
+    SchedulerOptions o = options(32);
+    o.block_size = 4;
+    o.prefix_caching = caching;
+    o.kv_bytes = 24 * model_->kv_bytes_per_block(4);
+    start_scheduler(o);
+    std::vector<std::shared_ptr<RecordingSink>> sinks;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      sinks.push_back(std::make_shared<RecordingSink>(1));
+      std::string why;
+      ASSERT_EQ(sched_->submit(request(cases[i].prompt, cases[i].max_tokens, sinks.back(), cases[i].temperature,
+                                       static_cast<uint64_t>(i)),
+                               &why),
+                SubmitStatus::kAccepted)
+          << why;
+    }
+    for (size_t i = 0; i < cases.size(); ++i) {
+      ASSERT_TRUE(sinks[i]->wait_finished());
+      EXPECT_EQ(sinks[i]->reasons[0], FinishReason::kLength) << sinks[i]->messages[0];
+      EXPECT_EQ(sinks[i]->tokens[0], cases[i].expect) << "request " << i;
+    }
+    ASSERT_TRUE(wait_stats([](const SchedulerStats& st) { return st.running == 0 && st.kv_usage == 0.0; }));
+    const SchedulerStats st = sched_->stats();
+    EXPECT_EQ(st.n_blocks, 24);
+    EXPECT_GT(st.preemptions, 0u) << "the pool was meant to run out";
+    // A request the cache can never hold is refused by name, not left waiting.
+    std::string why;
+    EXPECT_EQ(sched_->submit(request(std::vector<int32_t>(90, 3), 10, std::make_shared<RecordingSink>(1)), &why),
+              SubmitStatus::kInvalid);
+    EXPECT_NE(why.find("96 tokens the KV cache holds"), std::string::npos) << why;
+    stop_scheduler();
+    sched_.reset();
+  }
 }
 
 #ifdef TESSERA_TEST_METRICS

@@ -29,10 +29,12 @@ std::string env_dir(const char* var) {
 }
 
 std::vector<coordinator::GenerateResult> generate(worker::Transformer& model,
-                                                  const std::vector<coordinator::GenerateRequest>& requests) {
+                                                  const std::vector<coordinator::GenerateRequest>& requests,
+                                                  const coordinator::BatchOptions& options) {
   worker::CpuRunner runner(model);
   worker::LocalDispatcher dispatcher(runner);
-  return coordinator::generate(dispatcher, {model.config().vocab, model.config().max_ctx}, requests);
+  return coordinator::generate(dispatcher, {model.config().vocab, model.config().max_ctx}, requests, {}, nullptr,
+                               options);
 }
 
 LogitStats compare_logits(worker::Transformer& model, const RefCase& c) {
@@ -51,7 +53,7 @@ LogitStats compare_logits(worker::Transformer& model, const RefCase& c) {
   check(logits, 0);
   int32_t pos = static_cast<int32_t>(c.prompt_ids.size());
   for (int64_t t = 0; t + 1 < c.n_steps && t < static_cast<int64_t>(c.greedy_ids.size()); ++t) {
-    logits = model.decode({c.greedy_ids[static_cast<size_t>(t)]}, {0}, {pos++}, cache);
+    logits = model.decode_slots({c.greedy_ids[static_cast<size_t>(t)]}, {0}, {pos++}, cache);
     check(logits, t + 1);
   }
   return s;

@@ -21,7 +21,8 @@ struct LogitStats {
 };
 // Batch generation in-process (TP = 1) through the coordinator's step loop.
 std::vector<coordinator::GenerateResult> generate(worker::Transformer& model,
-                                                  const std::vector<coordinator::GenerateRequest>& requests);
+                                                  const std::vector<coordinator::GenerateRequest>& requests,
+                                                  const coordinator::BatchOptions& options = {});
 
 // Teacher-forced along the reference's greedy path: prefill the prompt alone, then decode greedy_ids[t];
 // compares each step's logits with the reference.

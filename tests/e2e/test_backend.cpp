@@ -88,13 +88,19 @@ TEST(Backend, CpuModelThroughTheEngineIsTheTransformer) {
   conf.kind = parallel::StepPlan::Kind::kConfigure;
   conf.n_slots = 3;
   conf.max_ctx = 64;
-  EXPECT_EQ(engine.execute(conf).n_slots, 3);  // the CPU backend allocates what is asked
+  conf.block_size = 16;
+  const parallel::StepResult granted = engine.execute(conf);
+  EXPECT_EQ(granted.n_slots, 3);  // the CPU backend allocates what is asked: 3 contexts of 64 in blocks of 16
+  EXPECT_EQ(granted.n_blocks, 12);
+  EXPECT_EQ(granted.block_size, 16);
   parallel::StepPlan p;
   p.prefill_cols = static_cast<int32_t>(prompt.size());
   p.prefill_tokens = prompt;
   p.prefill_pad = {0};
   p.prefill_slots = {2};
   p.prefill_sampling = {SamplingParams{.temperature = 0.0f}};
+  p.table_width = 4;
+  p.tables = {11, 3, 7, -1};  // any blocks, in any order
   const int32_t first = engine.execute(p).tokens.at(0);
 
   auto cache = direct.make_cache(1, 64);

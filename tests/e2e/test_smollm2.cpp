@@ -69,6 +69,42 @@ TEST_F(SmolLM2, GreedyTokensIdenticalAndLogitsClose) {
   }
 }
 
+// Prefix caching (blocks of 4 tokens) keeps transformers' greedy tokens: every reference prompt twice, one sequence
+// at a time, so that the second copy finds the first one's whole blocks cached; then all of them at once, which
+// finds every prompt cached. Caching off gives the same; the counts say the cache was used.
+TEST_F(SmolLM2, PrefixCachingKeepsTransformersGreedyTokens) {
+  const Reference ref = read_reference(env_dir("TESSERA_SMOLLM2_REF"));
+  ASSERT_GE(ref.cases.size(), 5u);
+  std::vector<coordinator::GenerateRequest> reqs;
+  std::vector<const RefCase*> of;
+  for (const auto& c : ref.cases)
+    for (int copy = 0; copy < 2; ++copy) {
+      coordinator::GenerateRequest r;
+      r.prompt = c.prompt_ids;
+      r.max_tokens = static_cast<int32_t>(c.greedy_ids.size());
+      r.sampling.temperature = 0.0f;
+      reqs.push_back(r);
+      of.push_back(&c);
+    }
+  for (bool caching : {true, false}) {
+    SCOPED_TRACE(caching ? "prefix caching on" : "prefix caching off");
+    coordinator::BatchOptions one_at_a_time{.max_running = 1, .block_size = 4, .prefix_caching = caching};
+    const auto got = generate(*model_, reqs, one_at_a_time);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, of[i]->greedy_ids) << of[i]->prompt_text << (i % 2 ? " (second copy)" : "");
+      // A second copy finds all of its whole blocks; a first copy what it shares with the prompts before it (the
+      // chat template's system prompt), the very first nothing.
+      const auto whole = static_cast<int32_t>((reqs[i].prompt.size() - 1) / 4 * 4);
+      if (!caching || i == 0)
+        EXPECT_EQ(got[i].cached_tokens, 0);
+      else if (i % 2 == 1)
+        EXPECT_EQ(got[i].cached_tokens, whole) << of[i]->prompt_text;
+      else
+        EXPECT_LE(got[i].cached_tokens, whole) << of[i]->prompt_text;
+    }
+  }
+}
+
 TEST_F(SmolLM2, PrePaddedGroupOf8RealPromptsGivesTheTokensOfEachPromptAlone) {
   const std::vector<std::string> texts = {
       "The capital of France is",
@@ -105,7 +141,7 @@ double teacher_forced_agreement(worker::Transformer& model, const nlohmann::json
   for (size_t p = 0;; ++p) {
     same += std::max_element(logits.begin(), logits.end()) - logits.begin() == top1[p];
     if (p + 1 >= ids.size()) break;
-    logits = model.decode({ids[p + 1]}, {0}, {static_cast<int32_t>(p + 1)}, cache);
+    logits = model.decode_slots({ids[p + 1]}, {0}, {static_cast<int32_t>(p + 1)}, cache);
   }
   *n_out = static_cast<int64_t>(ids.size());
   return static_cast<double>(same) / static_cast<double>(ids.size());

@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     const std::unordered_map<int32_t, int32_t> no_counts;
     const std::vector<worker::SampleRequest> rows(static_cast<size_t>(B),
                                                   worker::SampleRequest{&greedy, 0, &no_counts});
-    runner->configure(B, P + N);
+    runner->configure_slots(B, P + N);
     std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B));
     std::vector<int32_t> slots;
     for (int64_t b = 0; b < B; ++b) {
@@ -99,10 +99,10 @@ int main(int argc, char** argv) {
       argmax_rows();
       for (int64_t step = 1; step < n_new; ++step) {
         if (device_sampling) {
-          const auto picked = runner->decode_and_sample(last, slots, pos, rows);
+          const auto picked = runner->decode_and_sample(last, tessera::worker::BlockTables::slots(slots), pos, rows);
           for (int64_t b = 0; b < B; ++b) last[b] = picked[static_cast<size_t>(b)].token;
         } else {
-          logits = runner->decode(last, slots, pos);
+          logits = runner->decode_slots(last, slots, pos);
           argmax_rows();
         }
         for (auto& p : pos) ++p;

@@ -47,7 +47,7 @@ inline std::vector<int32_t> greedy(worker::ModelRunner& r, const std::vector<int
   std::vector<int32_t> out{argmax(logits.data(), V)};
   int32_t pos = static_cast<int32_t>(prompt.size());
   while (static_cast<int>(out.size()) < n) {
-    logits = r.decode({out.back()}, {0}, {pos++});
+    logits = r.decode_slots({out.back()}, {0}, {pos++});
     out.push_back(argmax(logits.data(), V));
   }
   return out;
@@ -59,7 +59,7 @@ inline std::vector<std::vector<float>> teacher_forced(worker::ModelRunner& r, co
   std::vector<std::vector<float>> out;
   out.push_back(r.prefill(worker::PrefillGroup::make({prompt}, {0})));
   int32_t pos = static_cast<int32_t>(prompt.size());
-  for (int64_t t = 0; t + 1 < n_steps; ++t) out.push_back(r.decode({path[static_cast<size_t>(t)]}, {0}, {pos++}));
+  for (int64_t t = 0; t + 1 < n_steps; ++t) out.push_back(r.decode_slots({path[static_cast<size_t>(t)]}, {0}, {pos++}));
   return out;
 }
 

@@ -112,7 +112,7 @@ TEST(CudaBackend, KvPoolSizedFromMemoryFraction) {
   EXPECT_LE(granted, expect + 1);  // free memory moves a little between the two readings
   EXPECT_GE(granted, expect - 1);
   EXPECT_LE(static_cast<double>(runner.kv_bytes()), 0.05 * static_cast<double>(free_b) + per_slot);
-  EXPECT_EQ(runner.n_slots(), granted);
+  EXPECT_EQ(runner.kv_geometry().n_seqs, granted);
   // Asking for fewer than fit gets exactly that many.
   conf.n_slots = 2;
   EXPECT_EQ(engine.execute(conf).n_slots, 2);
@@ -141,8 +141,8 @@ TEST(CudaBackend, DecodeGraphsReplayTheEagerStep) {
   for (int round = 0; round < 2; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     const int64_t n_slots = 4 + round;  // round 1: a new KV pool
-    eager.configure(n_slots, 256);
-    graphed.configure(n_slots, 256);
+    eager.configure_slots(n_slots, 256);
+    graphed.configure_slots(n_slots, 256);
     const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {6, 7}, {8, 9, 10}, {11}};
     const std::vector<int32_t> slots = {0, 1, 2, 3};
     const auto group = worker::PrefillGroup::make(prompts, slots);
@@ -158,7 +158,7 @@ TEST(CudaBackend, DecodeGraphsReplayTheEagerStep) {
         sl.push_back(b);
         p.push_back(pos[static_cast<size_t>(b)]++);
       }
-      const auto le = eager.decode(t, sl, p), lg = graphed.decode(t, sl, p);
+      const auto le = eager.decode_slots(t, sl, p), lg = graphed.decode_slots(t, sl, p);
       ASSERT_EQ(le.size(), lg.size());
       EXPECT_EQ(max_abs_diff(le.data(), lg.data(), static_cast<int64_t>(le.size())), 0.0) << "step " << step;
     }
@@ -194,7 +194,7 @@ TEST(CudaBackend, SmolLM2MatchesCpu) {
     ASSERT_GE(hf.size(), 32u);
     SCOPED_TRACE(c.at("prompt_text").get<std::string>());
     const int64_t ctx = static_cast<int64_t>(prompt.size() + hf.size()) + 1;
-    for (auto* m : {cpu.get(), f32.get(), bf16.get()}) m->runner().configure(1, ctx);
+    for (auto* m : {cpu.get(), f32.get(), bf16.get()}) m->runner().configure_slots(1, ctx);
     const auto g_f32 = greedy(f32->runner(), prompt, 32);
     EXPECT_EQ(g_f32, greedy(cpu->runner(), prompt, 32));
     EXPECT_EQ(g_f32, std::vector<int32_t>(hf.begin(), hf.begin() + 32));

@@ -67,8 +67,8 @@ TEST(CudaRunner, F32MatchesCpuAndTransformers) {
     for (size_t ci = 0; ci < cases.size(); ++ci) {
       const auto& c = cases[ci];
       const int64_t ctx = static_cast<int64_t>(c.prompt_ids.size()) + kNew + 1;
-      cpu.configure(1, ctx);
-      gpu.configure(1, ctx);
+      cpu.configure_slots(1, ctx);
+      gpu.configure_slots(1, ctx);
       // Greedy: 32 tokens, identical to the CPU engine's and to transformers'.
       const auto g_gpu = greedy(gpu, c.prompt_ids, kNew), g_cpu = greedy(cpu, c.prompt_ids, kNew);
       EXPECT_EQ(g_gpu, g_cpu) << "case " << ci;
@@ -109,13 +109,13 @@ TEST(CudaRunner, F32PrePaddedGroupOfEight) {
     // Alone, one at a time in slot 0.
     std::vector<std::vector<int32_t>> alone_tokens;
     std::vector<std::vector<float>> alone_first;
-    gpu.configure(1, ctx);
+    gpu.configure_slots(1, ctx);
     for (const auto& p : prompts) {
       alone_first.push_back(gpu.prefill(worker::PrefillGroup::make({p}, {0})));
       alone_tokens.push_back(greedy(gpu, p, kNew));
     }
     // Together: slots 7 … 0 (not the identity).
-    gpu.configure(B, ctx);
+    gpu.configure_slots(B, ctx);
     std::vector<int32_t> slots(static_cast<size_t>(B)), pos(static_cast<size_t>(B)), last(static_cast<size_t>(B));
     for (int64_t b = 0; b < B; ++b) slots[b] = static_cast<int32_t>(B - 1 - b);
     auto logits = gpu.prefill(worker::PrefillGroup::make(prompts, slots));
@@ -127,7 +127,7 @@ TEST(CudaRunner, F32PrePaddedGroupOfEight) {
       pos[b] = static_cast<int32_t>(prompts[b].size());
     }
     for (int t = 1; t < kNew; ++t) {
-      logits = gpu.decode(last, slots, pos);
+      logits = gpu.decode_slots(last, slots, pos);
       for (int64_t b = 0; b < B; ++b) {
         last[b] = argmax(logits.data() + b * V, V);
         group_tokens[b].push_back(last[b]);
@@ -153,8 +153,8 @@ void half_against_cpu(DType dtype, double rel_tol, double min_top1) {
     for (size_t ci = 0; ci < cases.size(); ++ci) {
       const auto& c = cases[ci];
       const int64_t ctx = static_cast<int64_t>(c.prompt_ids.size()) + kNew + 1;
-      cpu.configure(1, ctx);
-      gpu.configure(1, ctx);
+      cpu.configure_slots(1, ctx);
+      gpu.configure_slots(1, ctx);
       const auto lc = teacher_forced(cpu, c.prompt_ids, c.greedy_ids, c.n_steps);
       const auto lg = teacher_forced(gpu, c.prompt_ids, c.greedy_ids, c.n_steps);
       for (int64_t t = 0; t < c.n_steps; ++t) {
@@ -206,7 +206,7 @@ TEST(CudaRunner, SyntheticLlama2048) {
   // CPU fp32: the greedy path (teacher forcing for the GPU) and its logits.
   worker::Transformer cpu_model(weights);
   worker::CpuRunner cpu(cpu_model);
-  cpu.configure(B, ctx);
+  cpu.configure_slots(B, ctx);
   std::vector<std::vector<float>> cpu_logits;
   std::vector<std::vector<int32_t>> path;  // [step][B]
   std::vector<int32_t> pos;
@@ -219,7 +219,7 @@ TEST(CudaRunner, SyntheticLlama2048) {
     for (int64_t b = 0; b < B; ++b) next.push_back(argmax(cpu_logits.back().data() + b * V, V));
     path.push_back(next);
     if (t + 1 < kNew) {
-      cpu_logits.push_back(cpu.decode(next, slots, pos));
+      cpu_logits.push_back(cpu.decode_slots(next, slots, pos));
       for (auto& p : pos) ++p;
     }
   }
@@ -229,7 +229,7 @@ TEST(CudaRunner, SyntheticLlama2048) {
 
   for (DType dtype : {DType::F32, DType::BF16}) {
     worker::CudaRunner gpu(weights, dtype);
-    gpu.configure(B, ctx);
+    gpu.configure_slots(B, ctx);
     std::vector<int32_t> gpos;
     for (const auto& p : prompts) gpos.push_back(static_cast<int32_t>(p.size()));
     int64_t agree = 0, steps = 0;
@@ -247,7 +247,7 @@ TEST(CudaRunner, SyntheticLlama2048) {
         ++steps;
       }
       if (t + 1 < kNew) {
-        lg = gpu.decode(path[t], slots, gpos);
+        lg = gpu.decode_slots(path[t], slots, gpos);
         for (auto& p : gpos) ++p;
       }
     }
@@ -337,7 +337,7 @@ TEST(CudaRunner, DeviceSamplingMatchesHostSamplingThroughTheEngine) {
       const auto a = dev.execute(plan), h = host.execute(plan);
       const std::vector<float> logits =
           step == 0 ? host_runner.prefill(group)
-                    : host_runner.decode(plan.decode_tokens, plan.decode_slots, plan.decode_positions);
+                    : host_runner.decode_slots(plan.decode_tokens, plan.decode_slots, plan.decode_positions);
       ASSERT_EQ(a.tokens.size(), static_cast<size_t>(R));
       ASSERT_EQ(h.tokens.size(), static_cast<size_t>(R));
       for (int64_t b = 0; b < R; ++b) {

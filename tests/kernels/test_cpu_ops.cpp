@@ -2,11 +2,13 @@
 // (explicit masks, full softmax, explicit rotation matrices), on random non-zero data over many shapes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "formats/dequant.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/ops.h"
 
 namespace {
@@ -182,8 +184,8 @@ TEST(CpuOps, DecodeEqualsLastPrefillRowThroughTheCache) {
     std::copy_n(q.begin() + (b * L + L - 1) * H * D, H * D, qlast.begin() + b * H * D);
     lens[b] = L - pad[b];
   }
-  attention_decode(qlast.data(), H * D, ck.data(), cv.data(), slot_of_row.data(), starts.data(), lens.data(),
-                   dec.data(), B, H, KV, D, max_ctx, 0.25f);
+  attention_decode(qlast.data(), H * D, ck.data(), cv.data(), tessera::ops::DType::F32, slot_of_row.data(), 1,
+                   starts.data(), lens.data(), dec.data(), B, H, KV, D, max_ctx, 0.25f);
   for (int b = 0; b < B; ++b)
     for (int i = 0; i < H * D; ++i) EXPECT_EQ(dec[b * H * D + i], prefill_out[(b * L + L - 1) * H * D + i]);
 }
@@ -220,11 +222,92 @@ TEST(CpuOps, DecodeOverA16BitCacheIsDecodeOverItsRoundedValues) {
           ASSERT_LE(std::fabs(double(y) - x), half_ulp * std::fabs(x) + 6e-8) << x << " -> " << y;
         }
     std::vector<float> got(B * H * D, NAN), ref(B * H * D, NAN);
-    tessera::ops::attention_decode(q.data(), H * D, ck.data(), cv.data(), t, seq_slots.data(), starts.data(),
+    tessera::ops::attention_decode(q.data(), H * D, ck.data(), cv.data(), t, seq_slots.data(), 1, starts.data(),
                                    lens.data(), got.data(), B, H, KV, D, max_ctx, 0.2f);
-    attention_decode(q.data(), H * D, fk.data(), fv.data(), seq_slots.data(), starts.data(), lens.data(), ref.data(), B,
-                     H, KV, D, max_ctx, 0.2f);
+    attention_decode(q.data(), H * D, fk.data(), fv.data(), DType::F32, seq_slots.data(), 1, starts.data(), lens.data(),
+                     ref.data(), B, H, KV, D, max_ctx, 0.2f);
     for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], ref[i]) << i;
+  }
+}
+
+using tessera::ops::Isa;
+// Runs a scope on one instruction set, then puts the previous one back.
+class IsaScope {
+ public:
+  explicit IsaScope(Isa isa) : saved_(tessera::ops::active_isa()) { tessera::ops::set_isa(isa); }
+  ~IsaScope() { tessera::ops::set_isa(saved_); }
+
+ private:
+  Isa saved_;
+};
+
+// The paged cache: the same keys scattered over shuffled blocks of 16 tokens give the slot layout's results bit
+// for bit, in decode (also from a non-zero start) and in a prefill that reads its keys from the cache — with and
+// without a cached prefix, on every instruction set.
+TEST(CpuOps, PagedCacheGivesTheSlotLayoutsResultsBitForBit) {
+  using tessera::ops::DType;
+  const int B = 3, L = 70, H = 6, KV = 2, D = 32, bs = 16, width = (L + bs - 1) / bs, n_blocks = B * width + 3;
+  std::vector<int32_t> pad = {0, 9, 69};
+  auto q = randn(B * L * H * D, 60), k = randn(B * L * KV * D, 61), v = randn(B * L * KV * D, 62);
+  // The slot layout: row b in slot b, positions 0 … L − pad − 1.
+  std::vector<float> slot_k(size_t(B) * KV * L * D, NAN), slot_v = slot_k;
+  std::vector<int32_t> slots(B * L), pos(B * L), blocks(B * L), rows(B * L);
+  // The paged one: blocks handed out in a shuffled order, tables [B, width].
+  std::vector<int32_t> ids(n_blocks);
+  for (int i = 0; i < n_blocks; ++i) ids[i] = i;
+  std::mt19937 rng(7);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  std::vector<int32_t> tables(B * width);
+  for (int i = 0; i < B * width; ++i) tables[i] = ids[i];
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < L; ++c) {
+      const bool is_pad = c < pad[b];
+      const int p = is_pad ? 0 : c - pad[b];
+      slots[b * L + c] = is_pad ? -1 : b;
+      pos[b * L + c] = p;
+      blocks[b * L + c] = is_pad ? -1 : tables[b * width + p / bs];
+      rows[b * L + c] = p % bs;
+    }
+  tessera::ops::kv_write(k.data(), v.data(), KV * D, slots.data(), pos.data(), B * L, slot_k.data(), slot_v.data(), KV,
+                         L, D);
+  std::vector<float> page_k(size_t(n_blocks) * KV * bs * D, NAN), page_v = page_k;
+  tessera::ops::kv_write(k.data(), v.data(), KV * D, blocks.data(), rows.data(), B * L, page_k.data(), page_v.data(),
+                         KV, bs, D);
+  std::vector<int32_t> seq_slots = {0, 1, 2}, zero(B, 0), cached_none(B, 0);
+  for (Isa isa : tessera::ops::supported_isas()) {
+    IsaScope scope(isa);
+    SCOPED_TRACE(tessera::ops::isa_name(isa));
+    // Prefill from the activations vs from the paged cache.
+    std::vector<float> ref(q.size(), NAN), got(q.size(), NAN);
+    attention_prefill(q.data(), H * D, k.data(), v.data(), KV * D, pad.data(), ref.data(), B, L, H, KV, D, 0.3f);
+    tessera::ops::attention_prefill_paged(q.data(), H * D, page_k.data(), page_v.data(), DType::F32, tables.data(),
+                                          width, pad.data(), cached_none.data(), got.data(), B, L, H, KV, D, bs, 0.3f);
+    for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(got[i], ref[i]) << i;
+    // The last 11 positions of row 0 after a cached prefix of L − 11: the same rows of the full prefill.
+    const int tail = 11, c0 = L - tail;
+    std::vector<float> got_tail(size_t(tail) * H * D, NAN);
+    const std::vector<int32_t> pad1 = {0}, cached1 = {c0};
+    tessera::ops::attention_prefill_paged(q.data() + size_t(c0) * H * D, H * D, page_k.data(), page_v.data(),
+                                          DType::F32, tables.data(), width, pad1.data(), cached1.data(),
+                                          got_tail.data(), 1, tail, H, KV, D, bs, 0.3f);
+    for (size_t i = 0; i < got_tail.size(); ++i) ASSERT_EQ(got_tail[i], ref[size_t(c0) * H * D + i]) << i;
+    // Decode of the last position, and of a window [start, start + len).
+    std::vector<float> qlast(B * H * D);
+    std::vector<int32_t> lens(B), starts = {3, 17, 0}, wlens(B);
+    for (int b = 0; b < B; ++b) {
+      std::copy_n(q.begin() + (b * L + L - 1) * H * D, H * D, qlast.begin() + b * H * D);
+      lens[b] = L - pad[b];
+      wlens[b] = std::max(0, lens[b] - starts[b]);
+    }
+    for (const auto* st : {&zero, &starts}) {
+      const auto& ln = st == &zero ? lens : wlens;
+      std::vector<float> d_slot(B * H * D, NAN), d_page(B * H * D, NAN);
+      tessera::ops::attention_decode(qlast.data(), H * D, slot_k.data(), slot_v.data(), DType::F32, seq_slots.data(), 1,
+                                     st->data(), ln.data(), d_slot.data(), B, H, KV, D, L, 0.3f);
+      tessera::ops::attention_decode(qlast.data(), H * D, page_k.data(), page_v.data(), DType::F32, tables.data(),
+                                     width, st->data(), ln.data(), d_page.data(), B, H, KV, D, bs, 0.3f);
+      for (size_t i = 0; i < d_slot.size(); ++i) ASSERT_EQ(d_page[i], d_slot[i]) << i;
+    }
   }
 }
 

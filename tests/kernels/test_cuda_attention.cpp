@@ -243,8 +243,8 @@ DecodeKernel check_decode(const DecodeCase& c, const DecodeCache& cache, DType t
                                         dlens.i32(), dout.get(), c.B, c.H, c.Hkv, c.D, c.max_ctx, scale, ws.get(),
                                         plan.workspace_bytes, t, nullptr));
   std::vector<float> ref(c.B * c.H * c.D);
-  ops::attention_decode(q.data(), q_stride, cache.k.data(), cache.v.data(), cache.slots.data(), c.starts.data(),
-                        c.lens.data(), ref.data(), c.B, c.H, c.Hkv, c.D, c.max_ctx, scale);
+  ops::attention_decode(q.data(), q_stride, cache.k.data(), cache.v.data(), ops::DType::F32, cache.slots.data(), 1,
+                        c.starts.data(), c.lens.data(), ref.data(), c.B, c.H, c.Hkv, c.D, c.max_ctx, scale);
   EXPECT_TRUE(all_close(dout.download(), ref, decode_tol(t)))
       << (plan.kernel == DecodeKernel::Split ? "split kernel" : "warp-per-head kernel") << ", n_splits "
       << plan.n_splits << " heads/block " << plan.heads_per_block;

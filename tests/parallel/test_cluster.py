@@ -54,6 +54,42 @@ def test_tiny_model_tokens_do_not_depend_on_tp(model, tp):
             generate(path, 0, "--prompt-ids", prompt, "--max-tokens", "16", *sampled))
 
 
+def cached_tokens(proc):
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line)["cached_tokens"] for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+# Prefix caching (blocks of 4, one sequence at a time, so that each prompt finds the ones before it cached) changes
+# no token, at TP 1 and in the cluster, greedy and seeded; and the cache was used.
+@pytest.mark.skipif(not ORACLES, reason="TESSERA_ORACLES is not set")
+@pytest.mark.parametrize("tp", [0, 2])
+@pytest.mark.parametrize("model", ["llama_mha", "gpt2"])
+def test_tiny_prefix_caching_changes_no_token(model, tp):
+    path = os.path.join(ORACLES, model)
+    prefix = list(range(10, 41))
+    prompts = [",".join(map(str, prefix + [50 + i] * (1 + i))) for i in range(4)]
+    args = [a for p in prompts for a in ("--prompt-ids", p)] + ["--max-tokens", "12", "--ignore-eos",
+                                                                 "--max-running", "1", "--block-size", "4"]
+    for sampling in ([], ["--temperature", "0.8", "--top-p", "0.9", "--seed", "5"]):
+        off = generate(path, 0, *args, *sampling, "--no-prefix-caching")
+        on = generate(path, tp, *args, *sampling)
+        assert token_ids(on) == token_ids(off)
+        assert cached_tokens(off) == [0, 0, 0, 0]
+        assert cached_tokens(on) == [0, 28, 28, 28]  # the prefix's 7 whole blocks of 4 (31 tokens + the rest)
+
+
+@pytest.mark.skipif(not SMOL, reason="TESSERA_DEFAULT_MODEL is not set")
+def test_smollm2_tp3_prefix_caching_gives_the_tokens_of_tp1():
+    questions = ["What is the capital of France?", "Name three primary colors.", "What is 7 times 8?"]
+    args = [a for q in questions for a in ("--prompt", q)] + ["--chat", "--max-tokens", "16", "--max-running", "1",
+                                                               "--block-size", "4"]
+    single = generate(SMOL, 0, *args, "--no-prefix-caching")
+    cluster = generate(SMOL, 3, *args)
+    assert token_ids(cluster) == token_ids(single)
+    cached = cached_tokens(cluster)
+    assert cached[0] == 0 and all(c >= 24 for c in cached[1:]), cached  # the chat template's system prompt
+
+
 @pytest.mark.skipif(not SMOL, reason="TESSERA_DEFAULT_MODEL is not set")
 def test_smollm2_tp3_gives_the_tokens_of_tp1():
     args = ["--chat", "--prompt", "What is the capital of France?", "--max-tokens", "24"]

@@ -84,9 +84,14 @@ StepPlan sample_plan() {
   p.prefill_slots = {0, 1};
   p.prefill_sampling = {SamplingParams{0.7f, 0.9f, 40, 0.1f, 0.2f, 1234567890123ull, 2},
                         SamplingParams{.temperature = 0.0f}};
+  p.prefill_cached = {0, 16};
+  p.prefill_history_len = {0, 2};
+  p.prefill_history = {21, 22};
   p.decode_tokens = {11};
   p.decode_slots = {2};
   p.decode_positions = {17};
+  p.table_width = 2;
+  p.tables = {4, -1, 0, 7, 2, 3};
   return p;
 }
 
@@ -99,15 +104,30 @@ TEST(Transport, PlanAndResultRoundTrip) {
   EXPECT_EQ(q.prefill_sampling[0].top_k, 40);
   EXPECT_EQ(q.decode_positions, p.decode_positions);
   EXPECT_EQ(q.n_rows(), 3);
+  EXPECT_EQ(q.prefill_cached, p.prefill_cached);
+  EXPECT_EQ(q.prefill_history_len, p.prefill_history_len);
+  EXPECT_EQ(q.prefill_history, p.prefill_history);
+  EXPECT_EQ(q.table_width, 2);
+  EXPECT_EQ(q.tables, p.tables);
+  StepPlan bad = p;
+  bad.tables.pop_back();  // a table row short
+  EXPECT_THROW(decode_plan(encode_plan(bad)), Error);
+  bad = p;
+  bad.prefill_history_len = {0, 3};  // more history than sent
+  EXPECT_THROW(decode_plan(encode_plan(bad)), Error);
   StepResult r;
   r.step_id = 42;
   r.tokens = {1, 2, 3};
   r.logprobs = {-0.5f, -1.0f, -2.0f};
   r.top_logprobs = {{{1, -0.5f}}, {}, {{3, -2.0f}, {4, -3.0f}}};
   r.n_slots = 12;
+  r.n_blocks = 300;
+  r.block_size = 16;
   r.error = "none";
   const StepResult s = decode_result(encode_result(r));
   EXPECT_EQ(s.n_slots, 12);
+  EXPECT_EQ(s.n_blocks, 300);
+  EXPECT_EQ(s.block_size, 16);
   EXPECT_EQ(s.tokens, r.tokens);
   EXPECT_EQ(s.top_logprobs[2][1].token, 4);
   EXPECT_EQ(s.error, "none");

@@ -69,8 +69,8 @@ TEST_P(TensorParallel, LogitsMatchUnshardedAndTransformersAlongTheGreedyPath) {
     int32_t pos = static_cast<int32_t>(c.prompt_ids.size());
     for (int64_t t = 0; t + 1 < c.n_steps; ++t, ++pos) {
       const int32_t tok = c.greedy_ids[static_cast<size_t>(t)];
-      step(tp_->decode({tok}, {0}, {pos}, cache_tp),
-           root ? full_->decode({tok}, {0}, {pos}, *cache_full) : std::vector<float>{}, t + 1);
+      step(tp_->decode_slots({tok}, {0}, {pos}, cache_tp),
+           root ? full_->decode_slots({tok}, {0}, {pos}, *cache_full) : std::vector<float>{}, t + 1);
     }
     if (root) {
       EXPECT_LE(vs_full, 1e-4) << "TP " << comm_->size() << " vs TP 1";
@@ -93,7 +93,7 @@ TEST_P(TensorParallel, Greedy32TokensIdenticalToTransformers) {
     };
     int32_t tok = pick(tp_->prefill(worker::PrefillGroup::make({c.prompt_ids}, {0}), cache));
     int32_t pos = static_cast<int32_t>(c.prompt_ids.size());
-    while (got.size() < c.greedy_ids.size()) tok = pick(tp_->decode({tok}, {0}, {pos++}, cache));
+    while (got.size() < c.greedy_ids.size()) tok = pick(tp_->decode_slots({tok}, {0}, {pos++}, cache));
     if (comm_->rank() == 0) {
       EXPECT_EQ(got, c.greedy_ids);
     }

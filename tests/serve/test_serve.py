@@ -86,6 +86,25 @@ def test_chat_france_raw_http(smol):
 
 
 @needs_smol
+def test_prefix_cache_reports_cached_tokens_and_changes_nothing(smol):
+    system = ("You are a meticulous assistant for a railway company. Answer in one short sentence, name the "
+              "station when you know it, and never invent timetables. ") * 3
+    body = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "Where is Paris Nord?"}],
+            "max_tokens": 12, "temperature": 0}
+    first = smol.post("/v1/chat/completions", body).json()
+    before = metric_sum(smol.metrics(), "tessera_prefix_cache_hits_total")
+    again = smol.post("/v1/chat/completions", body).json()
+    assert again["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
+    prompt = again["usage"]["prompt_tokens"]
+    cached = again["usage"]["prompt_tokens_details"]["cached_tokens"]
+    # every whole block of 16 but the one holding the last prompt token
+    assert cached == (prompt - 1) // 16 * 16 and cached > 0, again["usage"]
+    assert metric_sum(smol.metrics(), "tessera_prefix_cache_hits_total") - before == cached
+    other = dict(body, messages=[body["messages"][0], {"role": "user", "content": "And Lyon Part-Dieu?"}])
+    assert smol.post("/v1/chat/completions", other).json()["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+
+
+@needs_smol
 def test_openai_client_chat_and_completions(smol):
     import openai
     client = openai.OpenAI(base_url=smol.url + "/v1", api_key="unused")

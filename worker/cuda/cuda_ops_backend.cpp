@@ -162,11 +162,12 @@ void CudaOps::rope(const Tensor& x, const int32_t* pos, int64_t head_dim, float 
   throw_if(gpu::rope(x.data, pos, x.rows, x.cols / head_dim, head_dim, x.stride, theta, dtype_, stream_), "rope");
 }
 
-void CudaOps::kv_write(const Tensor& k, const Tensor& v, const int32_t* slots, const int32_t* positions,
+void CudaOps::kv_write(const Tensor& k, const Tensor& v, const int32_t* blocks, const int32_t* rows,
                        const ops::KvLayer& cache) {
   TESSERA_CHECK(k.stride == v.stride && cache.dtype == dtype_);
-  throw_if(gpu::kv_write(k.data, v.data, k.stride, slots, positions, k.rows, cache.k, cache.v, cache.n_kv_heads,
-                         cache.max_ctx, cache.head_dim, dtype_, stream_),
+  // The kernel's slot layout is the paged one with a block per slot: block = slot, row = position.
+  throw_if(gpu::kv_write(k.data, v.data, k.stride, blocks, rows, k.rows, cache.k, cache.v, cache.n_kv_heads,
+                         cache.block_size, cache.head_dim, dtype_, stream_),
            "kv_write");
 }
 
@@ -178,13 +179,18 @@ void CudaOps::attention_prefill(const Tensor& q, const Tensor& k, const Tensor& 
            "attention_prefill");
 }
 
-void CudaOps::attention_decode(const Tensor& q, const ops::KvLayer& cache, const int32_t* slots, const int32_t* starts,
-                               const int32_t* lens, const ops::AttentionShape& s, void* workspace,
-                               size_t workspace_bytes, const Tensor& out) {
+void CudaOps::attention_decode(const Tensor& q, const ops::KvLayer& cache, const int32_t* tables, int64_t table_stride,
+                               const int32_t* starts, const int32_t* lens, const ops::AttentionShape& s,
+                               void* workspace, size_t workspace_bytes, const Tensor& out) {
   TESSERA_CHECK(cache.dtype == dtype_ && out.contiguous());
-  throw_if(gpu::attention_decode(q.data, q.stride, cache.k, cache.v, slots, starts, lens, out.data, q.rows, s.n_heads,
-                                 s.n_kv_heads, s.head_dim, cache.max_ctx, s.scale, workspace, workspace_bytes, dtype_,
-                                 stream_),
+  // The decode kernels read one block per sequence (the slot layout: block_size = the context, one table entry),
+  // so a table of one entry per row is the kernels' slots array. Paged decode kernels need a GPU session.
+  if (table_stride != 1)
+    throw Error("cuda backend: attention_decode reads one KV block per sequence (block tables of " +
+                std::to_string(table_stride) + " entries given)");
+  throw_if(gpu::attention_decode(q.data, q.stride, cache.k, cache.v, tables, starts, lens, out.data, q.rows, s.n_heads,
+                                 s.n_kv_heads, s.head_dim, cache.block_size, s.scale, workspace, workspace_bytes,
+                                 dtype_, stream_),
            "attention_decode");
 }
 

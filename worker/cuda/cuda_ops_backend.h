@@ -46,13 +46,13 @@ class CudaOps final : public ops::Backend {
   void add_bias_gelu(const ops::Tensor& x, const ops::Tensor& bias) override;
   void silu_mul(const ops::Tensor& gate_up, const ops::Tensor& out) override;
   void rope(const ops::Tensor& x, const int32_t* pos, int64_t head_dim, float theta) override;
-  void kv_write(const ops::Tensor& k, const ops::Tensor& v, const int32_t* slots, const int32_t* positions,
+  void kv_write(const ops::Tensor& k, const ops::Tensor& v, const int32_t* blocks, const int32_t* rows,
                 const ops::KvLayer& cache) override;
   void attention_prefill(const ops::Tensor& q, const ops::Tensor& k, const ops::Tensor& v, const int32_t* pad,
                          int64_t B, int64_t L, const ops::AttentionShape& shape, const ops::Tensor& out) override;
-  void attention_decode(const ops::Tensor& q, const ops::KvLayer& cache, const int32_t* slots, const int32_t* starts,
-                        const int32_t* lens, const ops::AttentionShape& shape, void* workspace, size_t workspace_bytes,
-                        const ops::Tensor& out) override;
+  void attention_decode(const ops::Tensor& q, const ops::KvLayer& cache, const int32_t* tables, int64_t table_stride,
+                        const int32_t* starts, const int32_t* lens, const ops::AttentionShape& shape, void* workspace,
+                        size_t workspace_bytes, const ops::Tensor& out) override;
   void copy_rows(const ops::Tensor& src, int64_t first, int64_t step, const ops::Tensor& dst) override;
 
  private:

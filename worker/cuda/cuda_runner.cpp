@@ -51,9 +51,12 @@ void CudaRunner::check_configured() const { TESSERA_CHECK_MSG(n_slots_ > 0, "Cud
 
 // The decode step up to the logits: its inputs uploaded, then the forward pass eagerly or as the CUDA graph of its
 // batch size (TP 1).
-const ForwardStep& CudaRunner::decode_step(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+const ForwardStep& CudaRunner::decode_step(const std::vector<int32_t>& tokens, const BlockTables& tables,
                                            const std::vector<int32_t>& positions) {
-  const ForwardStep& step = forward_->prepare_decode(tokens, slots, positions, kv_layers_);
+  if (tables.width != 1)
+    throw Error("cuda runner: decode reads one KV block per sequence (block tables of " + std::to_string(tables.width) +
+                " entries given)");
+  const ForwardStep& step = forward_->prepare_decode(tokens, tables, positions, kv_layers_);
   auto run = [&] { forward_->run_decode(kv_layers_); };
   if (cuda_graphs_ && tp_->size() == 1) {
     runner_check(replay_decode_graph(step.B, run), "decode graph");
@@ -69,10 +72,10 @@ std::vector<float> CudaRunner::prefill(const PrefillGroup& group) {
   return forward_->logits_to_host();
 }
 
-std::vector<float> CudaRunner::decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+std::vector<float> CudaRunner::decode(const std::vector<int32_t>& tokens, const BlockTables& tables,
                                       const std::vector<int32_t>& positions) {
   check_configured();
-  decode_step(tokens, slots, positions);
+  decode_step(tokens, tables, positions);
   return forward_->logits_to_host();
 }
 
@@ -86,12 +89,12 @@ std::vector<sampler::SampleResult> CudaRunner::prefill_and_sample(const PrefillG
 }
 
 std::vector<sampler::SampleResult> CudaRunner::decode_and_sample(const std::vector<int32_t>& tokens,
-                                                                 const std::vector<int32_t>& slots,
+                                                                 const BlockTables& tables,
                                                                  const std::vector<int32_t>& positions,
                                                                  std::span<const SampleRequest> rows) {
-  if (!device_sampling_) return ModelRunner::decode_and_sample(tokens, slots, positions, rows);
+  if (!device_sampling_) return ModelRunner::decode_and_sample(tokens, tables, positions, rows);
   check_configured();
-  const ForwardStep& step = decode_step(tokens, slots, positions);
+  const ForwardStep& step = decode_step(tokens, tables, positions);
   std::vector<sampler::SampleResult> results;
   sample(step, SampleJob{rows, &results});
   return results;

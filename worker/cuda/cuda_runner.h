@@ -52,10 +52,12 @@ class CudaRunner final : public ModelRunner {
   CudaRunner& operator=(const CudaRunner&) = delete;
 
   const model::ModelConfig& config() const override { return config_; }
-  void configure(int64_t n_slots, int64_t max_ctx) override;
-  int64_t n_slots() const override { return n_slots_; }
+  // The slot layout: one block of max_ctx tokens per sequence (the decode kernels read one block per sequence
+  // until they read block tables), as many as kv_memory_fraction holds, at most request.max_seqs.
+  KvGeometry configure(const KvRequest& request) override;
+  KvGeometry kv_geometry() const override { return {n_slots_, n_slots_, max_ctx_}; }
   std::vector<float> prefill(const PrefillGroup& group) override;
-  std::vector<float> decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+  std::vector<float> decode(const std::vector<int32_t>& tokens, const BlockTables& tables,
                             const std::vector<int32_t>& positions) override;
   // Sampling next to the logits (gpu::sample_tokens): only the tokens and logprobs are copied to the host. On by
   // default; off, these copy the logits to the host and run worker/sampler.h (ModelRunner's default).
@@ -68,8 +70,7 @@ class CudaRunner final : public ModelRunner {
   uint64_t cuda_graph_replays() const { return graph_replays_; }
   std::vector<sampler::SampleResult> prefill_and_sample(const PrefillGroup& group,
                                                         std::span<const SampleRequest> rows) override;
-  std::vector<sampler::SampleResult> decode_and_sample(const std::vector<int32_t>& tokens,
-                                                       const std::vector<int32_t>& slots,
+  std::vector<sampler::SampleResult> decode_and_sample(const std::vector<int32_t>& tokens, const BlockTables& tables,
                                                        const std::vector<int32_t>& positions,
                                                        std::span<const SampleRequest> rows) override;
 
@@ -92,7 +93,7 @@ class CudaRunner final : public ModelRunner {
 
   ModelTensors upload(const model::ModelWeights& w);  // into weights_ (weight_upload.cpp)
   void check_configured() const;
-  const ForwardStep& decode_step(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+  const ForwardStep& decode_step(const std::vector<int32_t>& tokens, const BlockTables& tables,
                                  const std::vector<int32_t>& positions);
   // The decode step from the embedding to the logits (`forward`, enqueued on stream_) through the CUDA graph of
   // batch size B (decode_graphs.cpp).

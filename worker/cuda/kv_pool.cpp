@@ -64,7 +64,9 @@ int64_t CudaRunner::agree_on_slots(int64_t n) {
   return *std::min_element(all.begin(), all.end());
 }
 
-void CudaRunner::configure(int64_t n_slots, int64_t max_ctx) {
+KvGeometry CudaRunner::configure(const KvRequest& request) {
+  int64_t n_slots = request.max_seqs;
+  const int64_t max_ctx = request.max_ctx;
   TESSERA_CHECK(n_slots > 0 && max_ctx > 0);
   // The pool: at most kv_memory_fraction of the memory free now (the old pool counted as free), the same
   // number of slots on every TP rank (the smallest any rank can hold).
@@ -110,6 +112,7 @@ void CudaRunner::configure(int64_t n_slots, int64_t max_ctx) {
         return Status::success();
       }(),
       "configure (KV cache)");
+  return kv_geometry();
 }
 
 int64_t CudaRunner::max_slots_fitting(double fraction, int64_t max_ctx) const {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "common/check.h"
 #include "parallel/transport.h"
@@ -20,7 +21,7 @@ PrefillGroup PrefillGroup::make(const std::vector<std::vector<int32_t>>& prompts
   PrefillGroup g;
   for (const auto& p : prompts) g.n_cols = std::max<int64_t>(g.n_cols, static_cast<int64_t>(p.size()));
   for (const auto& p : prompts) parallel::append_left_padded(g.tokens, g.pad, static_cast<int32_t>(g.n_cols), p);
-  g.slots = slots;
+  g.tables = BlockTables::slots(slots);
   return g;
 }
 
@@ -80,7 +81,7 @@ ForwardPass::ForwardPass(const model::ModelConfig& config, const parallel::Shard
 
 // The call's buffers in one scratch request: the fp32 residual stream, the activations in act_dtype, the logits
 // (fp32), the index arrays and the attention workspace.
-void ForwardPass::prepare(int64_t n, int64_t B, size_t workspace_bytes) {
+void ForwardPass::prepare(int64_t n, int64_t B, size_t workspace_bytes, size_t n_ints) {
   const ops::DType t = be_.act_dtype(), f32 = ops::DType::F32;
   const size_t e = ops::dtype_size(t);
   const bool llama = c_.arch == Arch::kLlama;
@@ -96,7 +97,7 @@ void ForwardPass::prepare(int64_t n, int64_t B, size_t workspace_bytes) {
                           static_cast<size_t>(B * c_.hidden) * e,              // rows
                           static_cast<size_t>(B * block) * sizeof(float),      // logits_local
                           static_cast<size_t>(tp_.size() > 1 ? tp_.size() * B * block : 0) * sizeof(float),
-                          static_cast<size_t>(3 * n + 4 * B) * sizeof(int32_t),  // ints
+                          n_ints * sizeof(int32_t),  // ints
                           workspace_bytes};
   void* p[std::size(sizes)];
   be_.scratch(sizes, p);
@@ -121,7 +122,7 @@ void ForwardPass::prepare(int64_t n, int64_t B, size_t workspace_bytes) {
 
 void ForwardPass::check_kv(std::span<const ops::KvLayer> kv) const {
   TESSERA_CHECK(static_cast<int64_t>(kv.size()) == c_.n_layers);
-  TESSERA_CHECK_MSG(kv[0].n_slots > 0, "the KV cache is not configured");
+  TESSERA_CHECK_MSG(kv[0].n_blocks > 0 && kv[0].block_size > 0, "the KV cache is not configured");
   TESSERA_CHECK(kv[0].n_kv_heads == n_kv_heads_ && kv[0].head_dim == c_.head_dim &&
                 be_.kv_dtype_supported(kv[0].dtype));
 }
@@ -152,7 +153,8 @@ void ForwardPass::all_reduce(const Tensor& t) {
 }
 
 template <typename Attend>
-void ForwardPass::layers(std::span<const ops::KvLayer> kv, const int32_t* kv_slots, Attend&& attend) {
+void ForwardPass::layers(std::span<const ops::KvLayer> kv, const int32_t* kv_blocks, const int32_t* kv_rows,
+                         Attend&& attend) {
   const int64_t q_cols = n_heads_ * c_.head_dim, kv_cols = n_kv_heads_ * c_.head_dim;
   const int32_t* pos = ints_ + step_.n;
   const bool rank0 = tp_.rank() == 0;
@@ -167,7 +169,7 @@ void ForwardPass::layers(std::span<const ops::KvLayer> kv, const int32_t* kv_slo
       be_.rope(q, pos, c_.head_dim, c_.rope_theta);
       be_.rope(k, pos, c_.head_dim, c_.rope_theta);
     }
-    be_.kv_write(k, v, kv_slots, pos, kv[static_cast<size_t>(l)]);
+    be_.kv_write(k, v, kv_blocks, kv_rows, kv[static_cast<size_t>(l)]);
     attend(q, k, v, kv[static_cast<size_t>(l)]);  // → attn_ [n, heads · head_dim]
     // A partial sum over this rank's heads; rank 0 adds the replicated bias, so that the all-reduce adds it once.
     be_.linear(attn_, L.wo, rank0 ? L.bo : Tensor{}, proj_);
@@ -196,57 +198,86 @@ void ForwardPass::lm_head(const Tensor& rows_normed) {
   be_.linear(rows_normed, w_.out_matrix, Tensor{}, step_.logits_local);
 }
 
+void ForwardPass::locate(const int32_t* t, int64_t width, int64_t p, const ops::KvLayer& cache, int32_t* block,
+                         int32_t* row) const {
+  const int64_t j = p / cache.block_size;
+  TESSERA_CHECK_MSG(j < width, "position " + std::to_string(p) + " is past its block table of " +
+                                   std::to_string(width) + " blocks of " + std::to_string(cache.block_size));
+  TESSERA_CHECK_MSG(t[j] >= 0 && t[j] < cache.n_blocks,
+                    "KV block " + std::to_string(t[j]) + " outside the cache of " + std::to_string(cache.n_blocks));
+  *block = t[j];
+  *row = static_cast<int32_t>(p % cache.block_size);
+}
+
 const ForwardStep& ForwardPass::prefill(const PrefillGroup& g, std::span<const ops::KvLayer> kv) {
-  const int64_t B = g.n_rows(), L = g.n_cols, n = B * L;
-  TESSERA_CHECK(B > 0 && static_cast<int64_t>(g.tokens.size()) == n && static_cast<int64_t>(g.slots.size()) == B);
+  const int64_t B = g.n_rows(), L = g.n_cols, n = B * L, W = g.tables.width;
+  TESSERA_CHECK(B > 0 && static_cast<int64_t>(g.tokens.size()) == n && W > 0 &&
+                static_cast<int64_t>(g.tables.blocks.size()) == B * W &&
+                (g.cached.empty() || static_cast<int64_t>(g.cached.size()) == B));
   check_kv(kv);
-  TESSERA_CHECK(L <= kv[0].max_ctx && L <= c_.max_ctx);
-  prepare(n, B, 0);
-  // ints: ids [n] (local to the shard), positions [n], KV slots [n] (-1 on pad columns), pad [B]
-  host_ints_.assign(static_cast<size_t>(3 * n + B), 0);
-  int32_t *ids = host_ints_.data(), *pos = ids + n, *kv_slots = pos + n, *pad = kv_slots + n;
+  TESSERA_CHECK(L <= c_.max_ctx);
+  const bool paged = be_.paged_prefill();
+  prepare(n, B, 0, static_cast<size_t>(4 * n + 2 * B + B * W));
+  // ints: ids [n] (local to the shard), positions [n], KV blocks [n] (-1 on pad columns), KV rows [n], pad [B],
+  // cached [B], tables [B, W]
+  host_ints_.assign(static_cast<size_t>(4 * n + 2 * B + B * W), 0);
+  int32_t *ids = host_ints_.data(), *pos = ids + n, *kv_blocks = pos + n, *kv_rows = kv_blocks + n, *pad = kv_rows + n,
+          *cached = pad + B, *tables = cached + B;
   for (int64_t i = 0; i < n; ++i) ids[i] = local_id(g.tokens[static_cast<size_t>(i)]);
+  std::copy(g.tables.blocks.begin(), g.tables.blocks.end(), tables);
   for (int64_t b = 0; b < B; ++b) {
-    const int32_t p = g.pad[static_cast<size_t>(b)], slot = g.slots[static_cast<size_t>(b)];
-    TESSERA_CHECK(p >= 0 && p < L && slot >= 0 && slot < kv[0].n_slots);
+    const int32_t p = g.pad[static_cast<size_t>(b)], c = g.cached.empty() ? 0 : g.cached[static_cast<size_t>(b)];
+    TESSERA_CHECK(p >= 0 && p < L && c >= 0 && c + L - p <= c_.max_ctx);
+    TESSERA_CHECK_MSG(c == 0 || paged,
+                      std::string("the ") + be_.name() + " backend's prefill cannot start after a cached prefix");
     for (int64_t col = 0; col < L; ++col) {
       const bool is_pad = col < p;
-      pos[b * L + col] = is_pad ? 0 : static_cast<int32_t>(col - p);
-      kv_slots[b * L + col] = is_pad ? -1 : slot;
+      pos[b * L + col] = is_pad ? 0 : static_cast<int32_t>(c + col - p);
+      kv_blocks[b * L + col] = -1;
+      if (!is_pad) locate(tables + b * W, W, pos[b * L + col], kv[0], kv_blocks + b * L + col, kv_rows + b * L + col);
     }
     pad[b] = p;
+    cached[b] = c;
   }
   be_.upload(ints_, host_ints_.data(), host_ints_.size() * sizeof(int32_t));
   embed();
-  const int32_t* pad_dev = ints_ + 3 * n;
-  layers(kv, ints_ + 2 * n, [&](const Tensor& q, const Tensor& k, const Tensor& v, const ops::KvLayer&) {
-    be_.attention_prefill(q, k, v, pad_dev, B, L, attn_shape_, attn_);
-  });
+  const int32_t *pad_dev = ints_ + 4 * n, *cached_dev = pad_dev + B, *tables_dev = cached_dev + B;
+  layers(kv, ints_ + 2 * n, ints_ + 3 * n,
+         [&](const Tensor& q, const Tensor& k, const Tensor& v, const ops::KvLayer& cache) {
+           if (paged)
+             be_.attention_prefill_paged(q, cache, tables_dev, W, pad_dev, cached_dev, B, L, attn_shape_, attn_);
+           else
+             be_.attention_prefill(q, k, v, pad_dev, B, L, attn_shape_, attn_);
+         });
   be_.copy_rows(h_, L - 1, L, rows_);  // each row's last column
   lm_head(rows_);
   return step_;
 }
 
-const ForwardStep& ForwardPass::prepare_decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+const ForwardStep& ForwardPass::prepare_decode(const std::vector<int32_t>& tokens, const BlockTables& tables,
                                                const std::vector<int32_t>& positions,
                                                std::span<const ops::KvLayer> kv) {
-  const int64_t B = static_cast<int64_t>(tokens.size());
-  TESSERA_CHECK(B > 0 && static_cast<int64_t>(slots.size()) == B && static_cast<int64_t>(positions.size()) == B);
+  const int64_t B = static_cast<int64_t>(tokens.size()), W = tables.width;
+  TESSERA_CHECK(B > 0 && W > 0 && static_cast<int64_t>(tables.blocks.size()) == B * W &&
+                static_cast<int64_t>(positions.size()) == B);
   check_kv(kv);
-  prepare(B, B, be_.decode_workspace_bytes(B, attn_shape_, kv[0].max_ctx));
-  // ints: ids [B] (local to the shard), positions [B], slots [B], starts [B] (zeros), lens [B]
-  host_ints_.assign(static_cast<size_t>(5 * B), 0);
-  int32_t *ids = host_ints_.data(), *pos = ids + B, *sl = pos + B, *lens = sl + 2 * B;
+  const size_t n_ints = static_cast<size_t>(6 * B + B * W);
+  prepare(B, B, be_.decode_workspace_bytes(B, attn_shape_, W * kv[0].block_size), n_ints);
+  // ints: ids [B] (local to the shard), positions [B], KV blocks [B], KV rows [B], starts [B] (zeros), lens [B],
+  // tables [B, W]
+  host_ints_.assign(n_ints, 0);
+  int32_t *ids = host_ints_.data(), *pos = ids + B, *kv_blocks = pos + B, *kv_rows = kv_blocks + B,
+          *lens = kv_rows + 2 * B, *t = lens + B;
+  std::copy(tables.blocks.begin(), tables.blocks.end(), t);
   for (int64_t b = 0; b < B; ++b) {
-    const int32_t t = tokens[static_cast<size_t>(b)], p = positions[static_cast<size_t>(b)],
-                  s = slots[static_cast<size_t>(b)];
-    TESSERA_CHECK(p >= 0 && p < kv[0].max_ctx && p < c_.max_ctx);
-    TESSERA_CHECK(s >= 0 && s < kv[0].n_slots);
-    ids[b] = local_id(t);
+    const int32_t p = positions[static_cast<size_t>(b)];
+    TESSERA_CHECK(p >= 0 && p < c_.max_ctx);
+    ids[b] = local_id(tokens[static_cast<size_t>(b)]);
     pos[b] = p;
-    sl[b] = s;
+    locate(t + b * W, W, p, kv[0], kv_blocks + b, kv_rows + b);
     lens[b] = p + 1;
   }
+  decode_width_ = W;
   be_.upload(ints_, host_ints_.data(), host_ints_.size() * sizeof(int32_t));
   return step_;
 }
@@ -255,10 +286,12 @@ const ForwardStep& ForwardPass::prepare_decode(const std::vector<int32_t>& token
 // fixed scratch addresses.
 void ForwardPass::run_decode(std::span<const ops::KvLayer> kv) {
   const int64_t B = step_.B;
-  const int32_t *slots = ints_ + 2 * B, *starts = ints_ + 3 * B, *lens = ints_ + 4 * B;
+  const int32_t *kv_blocks = ints_ + 2 * B, *kv_rows = ints_ + 3 * B, *starts = ints_ + 4 * B, *lens = ints_ + 5 * B,
+                *tables = ints_ + 6 * B;
   embed();
-  layers(kv, slots, [&](const Tensor& q, const Tensor&, const Tensor&, const ops::KvLayer& cache) {
-    be_.attention_decode(q, cache, slots, starts, lens, attn_shape_, workspace_, workspace_bytes_, attn_);
+  layers(kv, kv_blocks, kv_rows, [&](const Tensor& q, const Tensor&, const Tensor&, const ops::KvLayer& cache) {
+    be_.attention_decode(q, cache, tables, decode_width_, starts, lens, attn_shape_, workspace_, workspace_bytes_,
+                         attn_);
   });
   lm_head(h_);  // decode rows are h's rows 0 … B−1
 }

@@ -14,7 +14,9 @@
 // buffers, NCCL for device buffers).
 // Precision: the residual stream is fp32 on every backend (fused fp32 add + norm); matmul inputs and outputs, the
 // KV cache and the normalized activations are in the backend's act_dtype(); the logits are fp32 out of the GEMM.
-// Errors: a malformed group or step (a position past the context, a slot outside the cache) is a programmer error
+// KV: a paged cache (kernels/backend.h's KvLayer) read and written through each row's block table; a prefill row may
+//   start after a cached prefix (PrefillGroup::cached), whose keys it attends to without recomputing them.
+// Errors: a malformed group or step (a position past the context, a block outside the cache) is a programmer error
 // (TESSERA_CHECK); a backend failure throws tessera::Error. Not thread-safe: one engine loop drives it.
 #pragma once
 
@@ -35,13 +37,24 @@ struct HostTensor;
 
 namespace tessera::worker {
 
+// The KV blocks of a step's rows (the paged cache of kernels/backend.h): row b's block table is
+// blocks[b · width, (b + 1) · width) (entries past the row's last block are not read). A KV cache of one block per
+// sequence (block_size = the context) has tables of width 1: the slots.
+struct BlockTables {
+  int64_t width = 0;
+  std::vector<int32_t> blocks;  // [rows, width]
+  static BlockTables slots(const std::vector<int32_t>& slots) { return {1, slots}; }
+};
+
 struct PrefillGroup {
-  int64_t n_cols = 0;           // L: the longest prompt's length
-  std::vector<int32_t> tokens;  // [B, L] left-padded; pad entries are ignored
-  std::vector<int32_t> pad;     // [B]: pad columns of each row (L - prompt length)
-  std::vector<int32_t> slots;   // [B]: KV slot of each row
+  int64_t n_cols = 0;           // L: the longest row's length
+  std::vector<int32_t> tokens;  // [B, L] left-padded: each row's tokens after its cached prefix; pad entries ignored
+  std::vector<int32_t> pad;     // [B]: pad columns of each row (L - its length)
+  std::vector<int32_t> cached;  // [B] or empty (zeros): positions of the row already in the cache (a prefix)
+  BlockTables tables;           // [B] rows
   int64_t n_rows() const { return static_cast<int64_t>(pad.size()); }
-  // Builds a group from prompts (each non-empty) and their slots.
+  // Builds a group from prompts (each non-empty), nothing cached, each in its own KV slot (a cache of one block
+  // per sequence).
   static PrefillGroup make(const std::vector<std::vector<int32_t>>& prompts, const std::vector<int32_t>& slots);
 };
 
@@ -89,8 +102,8 @@ class ForwardPass {
 
   // kv: one entry per layer (the cache of this rank's KV heads).
   const ForwardStep& prefill(const PrefillGroup& group, std::span<const ops::KvLayer> kv);
-  // tokens, slots, positions: [B].
-  const ForwardStep& prepare_decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+  // tokens, positions: [B]; tables: [B] rows (each covers its position).
+  const ForwardStep& prepare_decode(const std::vector<int32_t>& tokens, const BlockTables& tables,
                                     const std::vector<int32_t>& positions, std::span<const ops::KvLayer> kv);
   void run_decode(std::span<const ops::KvLayer> kv);
   // After prefill() / run_decode(): TP > 1 gathers every rank's logits block to rank 0's logits_all (collective);
@@ -101,11 +114,14 @@ class ForwardPass {
   std::vector<float> logits_to_host();
 
  private:
-  void prepare(int64_t n, int64_t B, size_t workspace_bytes);
+  void prepare(int64_t n, int64_t B, size_t workspace_bytes, size_t n_ints);
+  // The KV block and row of position p of a row with block table t (checked against the cache).
+  void locate(const int32_t* t, int64_t width, int64_t p, const ops::KvLayer& cache, int32_t* block,
+              int32_t* row) const;
   int32_t local_id(int32_t token) const;  // the row of wte this rank looks up (vocab_local: not owned here)
   void embed();
   template <typename Attend>
-  void layers(std::span<const ops::KvLayer> kv, const int32_t* kv_slots, Attend&& attend);
+  void layers(std::span<const ops::KvLayer> kv, const int32_t* kv_blocks, const int32_t* kv_rows, Attend&& attend);
   void all_reduce(const ops::Tensor& t);
   void lm_head(const ops::Tensor& rows_normed);
   void check_kv(std::span<const ops::KvLayer> kv) const;
@@ -122,10 +138,11 @@ class ForwardPass {
   // This call's buffers (prepare()).
   ForwardStep step_;
   ops::Tensor x_, h_, qkv_, attn_, proj_, ffn_, ffn_act_, rows_;
-  int32_t* ints_ = nullptr;  // ids, positions, KV slots (and pad | starts, lens): one upload
+  int32_t* ints_ = nullptr;  // ids, positions, KV blocks and rows, then pad, cached | starts, lens; tables: one upload
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::vector<int32_t> host_ints_;  // the upload's source: alive until the backend's next sync
+  int64_t decode_width_ = 0;        // prepare_decode()'s block-table width
 };
 
 }  // namespace tessera::worker

@@ -24,17 +24,22 @@ void Transformer::set_kv_dtype(ops::DType t) {
   kv_dtype_ = t;
 }
 
-KvCache Transformer::make_cache(int64_t n_slots, int64_t max_ctx) const {
+KvCache Transformer::make_cache(int64_t n_blocks, int64_t block_size) const {
   const auto& c = w_.config;
-  return KvCache(c.n_layers, n_slots, forward_->n_kv_heads(), max_ctx, c.head_dim, kv_dtype_);
+  return KvCache(c.n_layers, n_blocks, forward_->n_kv_heads(), block_size, c.head_dim, kv_dtype_);
+}
+
+size_t Transformer::kv_bytes_per_block(int64_t block_size) const {
+  return static_cast<size_t>(w_.config.n_layers) *
+         KvCache::bytes_per_block(forward_->n_kv_heads(), block_size, w_.config.head_dim, kv_dtype_);
 }
 
 std::vector<ops::KvLayer> Transformer::kv_layers(KvCache& cache) const {
   std::vector<ops::KvLayer> kv(static_cast<size_t>(w_.config.n_layers));
   for (int64_t l = 0; l < w_.config.n_layers; ++l)
     kv[static_cast<size_t>(l)] =
-        ops::KvLayer{cache.k(l),      cache.v(l),        cache.dtype(), cache.n_slots(), forward_->n_kv_heads(),
-                     cache.max_ctx(), w_.config.head_dim};
+        ops::KvLayer{cache.k(l),         cache.v(l),        cache.dtype(), cache.n_blocks(), forward_->n_kv_heads(),
+                     cache.block_size(), w_.config.head_dim};
   return kv;
 }
 
@@ -43,10 +48,10 @@ std::vector<float> Transformer::prefill(const PrefillGroup& group, KvCache& cach
   return forward_->logits_to_host();
 }
 
-std::vector<float> Transformer::decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+std::vector<float> Transformer::decode(const std::vector<int32_t>& tokens, const BlockTables& tables,
                                        const std::vector<int32_t>& positions, KvCache& cache) {
   const auto kv = kv_layers(cache);
-  forward_->prepare_decode(tokens, slots, positions, kv);
+  forward_->prepare_decode(tokens, tables, positions, kv);
   forward_->run_decode(kv);
   return forward_->logits_to_host();
 }

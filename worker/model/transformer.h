@@ -32,13 +32,20 @@ class Transformer {
   // How the products with block-type weights run: fp32 activations (exact, the default) or int8 (kernels/cpu/quant.h).
   void set_activations(ops::Activations a) { backend_.set_activations(a); }
   ops::Activations activations() const { return backend_.activations(); }
-  KvCache make_cache(int64_t n_slots, int64_t max_ctx) const;
-
+  // A KV cache of n_blocks blocks of block_size tokens (kv_cache.h); one block of max_ctx tokens per sequence is
+  // the slot layout of the tests (BlockTables::slots).
+  KvCache make_cache(int64_t n_blocks, int64_t block_size) const;
+  size_t kv_bytes_per_block(int64_t block_size) const;  // K + V of every layer, this rank's heads
   // Returns logits [B, vocab] of each row's last prompt token (on TP rank 0; other ranks get an empty vector).
   std::vector<float> prefill(const PrefillGroup& group, KvCache& cache);
-  // tokens, slots, positions: [B]; returns logits [B, vocab].
-  std::vector<float> decode(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+  // tokens, positions: [B]; tables: [B] rows; returns logits [B, vocab].
+  std::vector<float> decode(const std::vector<int32_t>& tokens, const BlockTables& tables,
                             const std::vector<int32_t>& positions, KvCache& cache);
+  // The slot layout (a cache of one block of max_ctx tokens per sequence): block tables of width 1.
+  std::vector<float> decode_slots(const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                                  const std::vector<int32_t>& positions, KvCache& cache) {
+    return decode(tokens, BlockTables::slots(slots), positions, cache);
+  }
 
  private:
   std::vector<ops::KvLayer> kv_layers(KvCache& cache) const;

@@ -57,8 +57,8 @@ bool same(const StepPlan& a, const StepPlan& b) {
 bool same(const StepResult& a, const StepResult& b) {
   return a.step_id == b.step_id && same(a.tokens, b.tokens) && same(a.logprobs, b.logprobs) &&
          same(a.top_logprobs, b.top_logprobs) && a.n_slots == b.n_slots && a.n_blocks == b.n_blocks &&
-         a.block_size == b.block_size && a.error == b.error &&
-         same_bits(a.step_seconds, b.step_seconds) && same_bits(a.collective_seconds, b.collective_seconds);
+         a.block_size == b.block_size && a.error == b.error && same_bits(a.step_seconds, b.step_seconds) &&
+         same_bits(a.collective_seconds, b.collective_seconds);
 }
 
 }  // namespace

@@ -20,29 +20,32 @@
 namespace tessera::ops {
 namespace {
 
-constexpr int64_t kQueryTile = 32;  // prefill: queries of one (row, head) that share each transposed key block
+constexpr int64_t kQueryTile = 64;  // prefill: queries of one (row, head) that share each transposed key block
 
 void check_head_dim(int64_t head_dim) {
   if (head_dim > 256) throw Error("cpu backend: attention: head_dim " + std::to_string(head_dim) + " > 256");
 }
 
-// Prefill's tasks: tiles of up to kQueryTile consecutive real queries of one (row, head), so that the tile kernel
-// (attention_kernels.h) reads each key block once for all of them; a row's pad queries are written as zeros.
-// tile(b, h, q0, nq) runs queries [q0, q0 + nq) of row b, head h (q0 >= the row's pad).
+// Prefill's tasks: tiles of up to kQueryTile consecutive real positions of one row, for `hg` query heads that share
+// a KV head (GQA: the tile kernel, attention_kernels.h, transposes each key block once for all their queries), or
+// for one head when that would leave threads idle. A row's pad queries are written as zeros. tile(b, h0, hg, q0, nq)
+// runs positions [q0, q0 + nq) of row b, heads [h0, h0 + hg) (q0 >= the row's pad).
 template <typename Tile>
-void prefill_tiles(const int32_t* pad, float* out, int64_t B, int64_t L, int64_t n_heads, int64_t head_dim,
-                   Tile&& tile) {
+void prefill_tiles(const int32_t* pad, float* out, int64_t B, int64_t L, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim, Tile&& tile) {
   const int64_t n_tiles = (L + kQueryTile - 1) / kQueryTile;  // per row, at most
+  const int64_t hg = B * n_kv_heads * n_tiles >= 4 * omp_get_max_threads() ? n_heads / n_kv_heads : 1;
+  const int64_t n_groups = n_heads / hg;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < B * n_heads; ++bh) {
+  for (int64_t bg = 0; bg < B * n_groups; ++bg) {
     for (int64_t t = 0; t < n_tiles; ++t) {
-      const int64_t b = bh / n_heads, h = bh % n_heads, p = pad[b];
+      const int64_t b = bg / n_groups, h0 = bg % n_groups * hg, p = pad[b];
       if (t == 0) {
         for (int64_t i = 0; i < p; ++i)
-          std::memset(out + ((b * L + i) * n_heads + h) * head_dim, 0, sizeof(float) * head_dim);
+          std::memset(out + ((b * L + i) * n_heads + h0) * head_dim, 0, sizeof(float) * head_dim * hg);
       }
       const int64_t q0 = p + t * kQueryTile;  // the tile's first query column
-      if (q0 < L) tile(b, h, q0, std::min(kQueryTile, L - q0));
+      if (q0 < L) tile(b, h0, hg, q0, std::min(kQueryTile, L - q0));
     }
   }
 }
@@ -56,11 +59,13 @@ void attention_prefill(const float* q, int64_t q_stride, const float* k, const f
   check_head_dim(head_dim);
   const auto attend = detail::active_kernels().attend;
   const int64_t group = n_heads / n_kv_heads, out_stride = n_heads * head_dim;
-  prefill_tiles(pad, out, B, L, n_heads, head_dim, [&](int64_t b, int64_t h, int64_t q0, int64_t nq) {
-    const int64_t p = pad[b], kv = (b * L + p) * kv_stride + h / group * head_dim;
-    attend(q + (b * L + q0) * q_stride + h * head_dim, q_stride, k + kv, v + kv, DType::F32, kv_stride, KvPages{}, nq,
-           q0 - p + 1, 1, out + ((b * L + q0) * n_heads + h) * head_dim, out_stride, head_dim, scale);
-  });
+  prefill_tiles(pad, out, B, L, n_heads, n_kv_heads, head_dim,
+                [&](int64_t b, int64_t h0, int64_t hg, int64_t q0, int64_t nq) {
+                  const int64_t p = pad[b], kv = (b * L + p) * kv_stride + h0 / group * head_dim;
+                  attend(q + (b * L + q0) * q_stride + h0 * head_dim, q_stride, k + kv, v + kv, DType::F32, kv_stride,
+                         KvPages{}, nq, q0 - p + 1, 1, hg, head_dim, out + ((b * L + q0) * n_heads + h0) * head_dim,
+                         out_stride, head_dim, scale);
+                });
 }
 
 void attention_decode(const float* q, int64_t q_stride, const void* cache_k, const void* cache_v, DType cache_type,
@@ -83,7 +88,7 @@ void attention_decode(const float* q, int64_t q_stride, const void* cache_k, con
     const int64_t head = kvh * block_size * head_dim;  // the head's rows within a block
     const KvPages pages{tables + b * table_stride, block_size, cache_heads * block_size * head_dim, starts[b]};
     attend(q + b * q_stride + h0 * head_dim, head_dim, static_cast<const char*>(cache_k) + head * elem,
-           static_cast<const char*>(cache_v) + head * elem, cache_type, head_dim, pages, group, lens[b], 0,
+           static_cast<const char*>(cache_v) + head * elem, cache_type, head_dim, pages, group, lens[b], 0, 1, 0,
            out + (b * n_heads + h0) * head_dim, head_dim, head_dim, scale);
   }
 }
@@ -98,13 +103,14 @@ void attention_prefill_paged(const float* q, int64_t q_stride, const void* cache
   const auto attend = detail::active_kernels().attend;
   const int64_t group = n_heads / n_kv_heads, out_stride = n_heads * head_dim;
   const int64_t block_stride = n_kv_heads * block_size * head_dim;
-  prefill_tiles(pad, out, B, L, n_heads, head_dim, [&](int64_t b, int64_t h, int64_t q0, int64_t nq) {
-    const size_t head = static_cast<size_t>(h / group * block_size * head_dim) * elem;  // its rows in a block
-    const KvPages pages{tables + b * table_stride, block_size, block_stride, 0};
-    attend(q + (b * L + q0) * q_stride + h * head_dim, q_stride, static_cast<const char*>(cache_k) + head,
-           static_cast<const char*>(cache_v) + head, cache_type, head_dim, pages, nq, cached[b] + q0 - pad[b] + 1, 1,
-           out + ((b * L + q0) * n_heads + h) * head_dim, out_stride, head_dim, scale);
-  });
+  prefill_tiles(
+      pad, out, B, L, n_heads, n_kv_heads, head_dim, [&](int64_t b, int64_t h0, int64_t hg, int64_t q0, int64_t nq) {
+        const size_t head = static_cast<size_t>(h0 / group * block_size * head_dim) * elem;  // in a block
+        const KvPages pages{tables + b * table_stride, block_size, block_stride, 0};
+        attend(q + (b * L + q0) * q_stride + h0 * head_dim, q_stride, static_cast<const char*>(cache_k) + head,
+               static_cast<const char*>(cache_v) + head, cache_type, head_dim, pages, nq, cached[b] + q0 - pad[b] + 1,
+               1, hg, head_dim, out + ((b * L + q0) * n_heads + h0) * head_dim, out_stride, head_dim, scale);
+      });
 }
 
 }  // namespace tessera::ops

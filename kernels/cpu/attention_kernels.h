@@ -1,8 +1,9 @@
 // kernels/cpu/attention_kernels.h — the attention tile of kernels/cpu/attention.cpp, GEMM-shaped, in the native
 // vectors of quant_kernels.h (compiled once per instruction set by isa_<set>.cpp; see isa.h).
 //
-// attend_tile(): nq queries against one sequence's keys (rows of k / v, or of a paged cache's blocks: isa.h's
-// KvPages), query r seeing keys [0, n_first + r · step): causal
+// attend_tile(): nq query positions × `heads` query heads (the heads that share one KV head under GQA) against one
+// sequence's keys (rows of k / v, or of a paged cache's blocks: isa.h's KvPages), position r seeing keys
+// [0, n_first + r · step): causal
 // prefill's tile of query columns of one head (step 1), or decode's query heads that share one KV head (step 0). Keys
 // go in blocks of kKeyBlock: each block is transposed once for the whole tile (head_dim × kKeyBlock), so that a query's
 // scores are head_dim vector FMAs across keys (q[d] broadcast), the softmax is an online one over blocks with a
@@ -85,25 +86,37 @@ inline fv kv_vec(const void* row, int64_t i) {
   }
 }
 
-template <DType KT>
+// Queries per register block of the scores (their accumulators and a row of the transposed keys stay in
+// registers): 4 with 16-float vectors (16 + 4 of the 32 registers), 1 with narrower ones (16 registers).
+constexpr int kQueryBlock = kW == 16 ? 4 : 1;
+
+// The tile, with ND = head_dim / kW vectors per output row when that is a compile-time size (P·V then accumulates
+// a query's output in registers across the block's keys), or ND = 0 for any head_dim (through memory). Both run the
+// same operations in the same order for each query, so they give the same bits.
+template <DType KT, int ND>
 void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const void* v_base, int64_t kv_stride,
-                   const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride,
-                   int64_t head_dim, float scale) {
+                   const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, int64_t heads, int64_t head_stride,
+                   float* out, int64_t out_stride, int64_t head_dim, float scale) {
   constexpr int64_t kElem = KT == DType::F32 ? 4 : 2;
   const auto* k = static_cast<const uint8_t*>(k_base);
   const auto* v = static_cast<const uint8_t*>(v_base);
-  constexpr int64_t kMaxTile = 64;
-  float m[kMaxTile], l[kMaxTile];
+  constexpr int64_t kMaxRows = 512;  // query rows (positions × heads) per pass over the keys
+  float m[kMaxRows], l[kMaxRows];
   alignas(64) float kt[256 * kKeyBlock];  // the block's keys transposed: [head_dim][kKeyBlock]
   alignas(64) float p[kKeyBlock];
   const uint8_t *krow[kKeyBlock], *vrow[kKeyBlock];  // the block's key and value rows (a paged cache scatters them)
   const float neg_inf = -__builtin_inff();
-  for (int64_t r0 = 0; r0 < nq; r0 += kMaxTile) {  // callers pass tiles of at most kMaxTile; longer runs loop
-    const int64_t nt = min64(kMaxTile, nq - r0), first = n_first + r0 * step;
-    for (int64_t r = 0; r < nt; ++r) {
+  // Row r of a pass: position r / heads of the pass, head r % heads.
+  const int64_t per_pass = heads <= kMaxRows ? kMaxRows / heads : 1;
+  for (int64_t r0 = 0; r0 < nq; r0 += per_pass) {  // callers pass tiles within kMaxRows; longer runs loop
+    const int64_t nt = min64(per_pass, nq - r0), rows = nt * heads, first = n_first + r0 * step;
+    auto q_row = [&](int64_t r) { return q + (r0 + r / heads) * q_stride + r % heads * head_stride; };
+    auto out_row = [&](int64_t r) { return out + (r0 + r / heads) * out_stride + r % heads * head_stride; };
+    for (int64_t r = 0; r < rows; ++r) {
       m[r] = neg_inf;
       l[r] = 0.0f;
-      for (int64_t d = 0; d < head_dim; ++d) out[(r0 + r) * out_stride + d] = 0.0f;
+      float* o = out_row(r);
+      for (int64_t d = 0; d < head_dim; ++d) o[d] = 0.0f;
     }
     const int64_t last = first + (nt - 1) * step;  // keys of the tile's last query
     for (int64_t j0 = 0; j0 < last; j0 += kKeyBlock) {
@@ -119,66 +132,137 @@ void attend_tile_t(const float* q, int64_t q_stride, const void* k_base, const v
       }
       for (int64_t j = nb; j < kKeyBlock; ++j)
         for (int64_t d = 0; d < head_dim; ++d) kt[d * kKeyBlock + j] = 0.0f;
-      for (int64_t r = 0; r < nt; ++r) {
-        const int64_t n = first + r * step;  // keys this query sees
-        if (j0 >= n) continue;
-        const int64_t nbr = min64(kKeyBlock, n - j0);
-        const int nv = static_cast<int>((nbr + kW - 1) / kW);
-        const float* qr = q + (r0 + r) * q_stride;
-        fv s[kKeyVectors];
-        for (int i = 0; i < kKeyVectors; ++i) s[i] = fv{};
+      const int nvb = static_cast<int>((nb + kW - 1) / kW);  // key vectors holding the block's keys
+      for (int64_t rb = 0; rb < rows; rb += kQueryBlock) {
+        // The scores of up to kQueryBlock queries: each row of kt loaded once for all of them.
+        const int qb = static_cast<int>(min64(kQueryBlock, rows - rb));
+        fv s[kQueryBlock][kKeyVectors];
+        for (int u = 0; u < kQueryBlock; ++u)
+          for (int i = 0; i < kKeyVectors; ++i) s[u][i] = fv{};
+        const float* qr[kQueryBlock];
+        for (int u = 0; u < kQueryBlock; ++u) qr[u] = q_row(rb + (u < qb ? u : 0));
         for (int64_t d = 0; d < head_dim; ++d) {
-          const float qd = qr[d];
           const float* row = kt + d * kKeyBlock;
-          for (int i = 0; i < nv; ++i) s[i] += load<fv>(row + kW * i) * qd;
-        }
-        float block_max = neg_inf;
-        for (int i = 0; i < nv; ++i) s[i] *= scale;
-        for (int e = static_cast<int>(nbr - kW * (nv - 1)); e < kW; ++e) s[nv - 1][e] = neg_inf;  // past the keys
-        for (int i = 0; i < nv; ++i) block_max = maxf(block_max, hmax(s[i]));
-        const float m_new = maxf(m[r], block_max);
-        const float correction = __builtin_expf(m[r] - m_new);  // exp(−inf) = 0 on the first block
-        fv sum = fv{};
-        for (int i = 0; i < nv; ++i) {
-          const fv e = exp_nonpositive(s[i] - m_new);
-          sum += e;
-          std::memcpy(p + kW * i, &e, sizeof(e));
-        }
-        l[r] = l[r] * correction + hsum(sum);
-        m[r] = m_new;
-        float* o = out + (r0 + r) * out_stride;
-        for (int64_t d = 0; d < head_dim; ++d) o[d] *= correction;
-        for (int64_t j = 0; j < nbr; ++j) {
-          const float pj = p[j];
-          const uint8_t* vr = vrow[j];
-          int64_t d = 0;
-          for (; d + kW <= head_dim; d += kW) {
-            const fv acc = load<fv>(o + d) + kv_vec<KT>(vr, d) * pj;
-            std::memcpy(o + d, &acc, sizeof(acc));
+          fv kv[kKeyVectors];
+          for (int i = 0; i < nvb; ++i) kv[i] = load<fv>(row + kW * i);
+#pragma GCC unroll 4
+          for (int u = 0; u < kQueryBlock; ++u) {
+            const float qd = qr[u][d];
+            for (int i = 0; i < nvb; ++i) s[u][i] += kv[i] * qd;
           }
-          for (; d < head_dim; ++d) o[d] += pj * kv_at<KT>(vr, d);
+        }
+        for (int u = 0; u < qb; ++u) {
+          const int64_t r = rb + u, n = first + r / heads * step;  // keys this query sees
+          if (j0 >= n) continue;
+          const int64_t nbr = min64(kKeyBlock, n - j0);
+          const int nv = static_cast<int>((nbr + kW - 1) / kW);
+          fv* sr = s[u];
+          float block_max = neg_inf;
+          for (int i = 0; i < nv; ++i) sr[i] *= scale;
+          for (int e = static_cast<int>(nbr - kW * (nv - 1)); e < kW; ++e) sr[nv - 1][e] = neg_inf;  // past the keys
+          {  // max is exact: one horizontal max of the lane-wise max
+            fv mx = sr[0];
+            for (int i = 1; i < nv; ++i) mx = mx > sr[i] ? mx : sr[i];
+            block_max = hmax(mx);
+          }
+          const float m_new = maxf(m[r], block_max);
+          const float correction = __builtin_expf(m[r] - m_new);  // exp(−inf) = 0 on the first block
+          fv sum = fv{};
+          for (int i = 0; i < nv; ++i) {
+            const fv e = exp_nonpositive(sr[i] - m_new);
+            sum += e;
+            std::memcpy(p + kW * i, &e, sizeof(e));
+          }
+          l[r] = l[r] * correction + hsum(sum);
+          m[r] = m_new;
+          float* o = out_row(r);
+          if constexpr (ND > 0) {
+            // Two accumulators per vector (even and odd keys), so that ND < 8 still keeps both FMA pipes busy;
+            // added at the block's end (the same order for every query, in prefill and in decode).
+            fv acc[ND], odd[ND];
+            for (int i = 0; i < ND; ++i) {
+              acc[i] = load<fv>(o + kW * i) * correction;
+              odd[i] = fv{};
+            }
+            int64_t j = 0;
+            for (; j + 1 < nbr; j += 2) {
+              const float p0 = p[j], p1 = p[j + 1];
+              const uint8_t *v0 = vrow[j], *v1 = vrow[j + 1];
+#pragma GCC unroll 16
+              for (int i = 0; i < ND; ++i) {
+                acc[i] += kv_vec<KT>(v0, kW * i) * p0;
+                odd[i] += kv_vec<KT>(v1, kW * i) * p1;
+              }
+            }
+            if (j < nbr) {
+              const float pj = p[j];
+              const uint8_t* vr = vrow[j];
+#pragma GCC unroll 16
+              for (int i = 0; i < ND; ++i) acc[i] += kv_vec<KT>(vr, kW * i) * pj;
+            }
+            for (int i = 0; i < ND; ++i) {
+              const fv sum_i = acc[i] + odd[i];
+              std::memcpy(o + kW * i, &sum_i, sizeof(fv));
+            }
+          } else {
+            for (int64_t d = 0; d < head_dim; ++d) o[d] *= correction;
+            for (int64_t j = 0; j < nbr; ++j) {
+              const float pj = p[j];
+              const uint8_t* vr = vrow[j];
+              int64_t d = 0;
+              for (; d + kW <= head_dim; d += kW) {
+                const fv acc = load<fv>(o + d) + kv_vec<KT>(vr, d) * pj;
+                std::memcpy(o + d, &acc, sizeof(acc));
+              }
+              for (; d < head_dim; ++d) o[d] += pj * kv_at<KT>(vr, d);
+            }
+          }
         }
       }
     }
-    for (int64_t r = 0; r < nt; ++r) {
-      const int64_t n = first + r * step;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = first + r / heads * step;
       const float inv = n > 0 ? 1.0f / l[r] : 0.0f;
-      float* o = out + (r0 + r) * out_stride;
+      float* o = out_row(r);
       for (int64_t d = 0; d < head_dim; ++d) o[d] *= inv;
     }
   }
 }
 
+template <DType KT>
+void attend_tile_kt(const float* q, int64_t q_stride, const void* k, const void* v, int64_t kv_stride,
+                    const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, int64_t heads, int64_t head_stride,
+                    float* out, int64_t out_stride, int64_t head_dim, float scale) {
+  const int64_t nd = head_dim % kW == 0 ? head_dim / kW : 0;
+#define TESSERA_ATTEND_ND(N)                                                                                        \
+  attend_tile_t<KT, N>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, heads, head_stride, out, out_stride, \
+                       head_dim, scale)
+  switch (nd) {  // the usual head sizes (32 … 256) with their output rows in registers
+    case 2:
+      return TESSERA_ATTEND_ND(2);
+    case 4:
+      return TESSERA_ATTEND_ND(4);
+    case 8:
+      return TESSERA_ATTEND_ND(8);
+    case 16:
+      return TESSERA_ATTEND_ND(16);
+    default:
+      return TESSERA_ATTEND_ND(0);
+  }
+#undef TESSERA_ATTEND_ND
+}
+
 void attend_tile(const float* q, int64_t q_stride, const void* k, const void* v, DType kv_type, int64_t kv_stride,
-                 const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride,
-                 int64_t head_dim, float scale) {
+                 const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, int64_t heads, int64_t head_stride,
+                 float* out, int64_t out_stride, int64_t head_dim, float scale) {
   if (kv_type == DType::F16)
-    return attend_tile_t<DType::F16>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, out, out_stride, head_dim,
-                                     scale);
+    return attend_tile_kt<DType::F16>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, heads, head_stride, out,
+                                      out_stride, head_dim, scale);
   if (kv_type == DType::BF16)
-    return attend_tile_t<DType::BF16>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, out, out_stride, head_dim,
-                                      scale);
-  attend_tile_t<DType::F32>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, out, out_stride, head_dim, scale);
+    return attend_tile_kt<DType::BF16>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, heads, head_stride, out,
+                                       out_stride, head_dim, scale);
+  attend_tile_kt<DType::F32>(q, q_stride, k, v, kv_stride, pages, nq, n_first, step, heads, head_stride, out,
+                             out_stride, head_dim, scale);
 }
 
 }  // namespace

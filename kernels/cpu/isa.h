@@ -64,13 +64,14 @@ struct CpuKernels {
   // quant_kernels.h: y rows [0, m) for weight rows [j0, j1), every weight row decoded once per group of rows of x.
   void (*rows)(const float* x, int64_t m, const Tensor& w, int64_t j0, int64_t j1, float* y, int64_t ldy);
   void (*dequantize)(const Tensor& w, int64_t r0, int64_t r1, float* out);
-  // attention_kernels.h: nq queries; query r attends keys [0, n_first + r · step) of k / v (fp32, fp16 or bf16;
-  // kv_stride in elements). pages.blocks == nullptr: key j is row j of k / v; else key j is the sequence's
-  // position p = pages.first + j: row p % block_size of block pages.blocks[p / block_size], which starts
+  // attention_kernels.h: nq query positions of `heads` heads each (head g of position r at q + r · q_stride +
+  // g · head_stride, its output likewise at out); position r attends keys [0, n_first + r · step) of k / v (fp32,
+  // fp16 or bf16; kv_stride in elements). pages.blocks == nullptr: key j is row j of k / v; else key j is the
+  // sequence's position p = pages.first + j: row p % block_size of block pages.blocks[p / block_size], which starts
   // pages.block_stride elements · that block id after k / v.
   void (*attend)(const float* q, int64_t q_stride, const void* k, const void* v, DType kv_type, int64_t kv_stride,
-                 const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, float* out, int64_t out_stride,
-                 int64_t head_dim, float scale);
+                 const KvPages& pages, int64_t nq, int64_t n_first, int64_t step, int64_t heads, int64_t head_stride,
+                 float* out, int64_t out_stride, int64_t head_dim, float scale);
   // The int8 path (quant_kernels.h): one int32 lane sums int8_lane_values products; a vector of lanes covers
   // int8_chunk values (kpad is a multiple of it).
   int64_t int8_chunk, int8_lane_values;

@@ -20,6 +20,7 @@
 
 #include <csignal>
 
+#include "app/version.h"
 #include "app/cluster.h"
 #include "app/serve.h"
 #include "common/check.h"
@@ -207,6 +208,8 @@ int main(int argc, char** argv) {
   if (const char* lvl = std::getenv("TESSERA_LOG_LEVEL")) spdlog::set_level(spdlog::level::from_str(lvl));
 
   CLI::App app{"tessera: a tensor-parallel serving cluster for transformer language models"};
+  app.set_version_flag("--version",
+                       std::string("tessera ") + tessera::app::version() + " (commit " + tessera::app::commit() + ")");
   app.require_subcommand(1);
 
   GenerateOptions g;

@@ -17,8 +17,10 @@
 #include <thread>
 
 #include "app/cluster.h"
+#include "app/version.h"
 #include "common/check.h"
 #include "coordinator/api/api.h"
+#include "coordinator/api/errors.h"
 #include "coordinator/http/server.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -125,7 +127,7 @@ void add_serve_options(CLI::App& cmd, ServeCli& cli) {
   cmd.add_option("--config", cli.config, "YAML configuration (deploy/examples/cluster.yaml documents every key)");
   cmd.add_option("--model", cli.model, "model.path: a .gguf file, a Hugging Face directory, or 'default'");
   cmd.add_option("--host", cli.host, "server.host");
-  cmd.add_option("--port", cli.port, "server.port");
+  cmd.add_option("--port", cli.port, "server.port (0: any free port)")->check(CLI::Range(0, 65535));
   cmd.add_option("--tp", cli.tp, "parallel.tp (under mpirun: the number of worker processes)");
   cmd.add_option("--backend", cli.backend, "backend.kind: auto (CUDA when a GPU is visible, else CPU), cpu or cuda");
   cmd.add_option("--dtype", cli.dtype, "backend.dtype: the GPU storage type, bf16, fp16 or fp32");
@@ -157,6 +159,31 @@ worker::BackendOptions backend_options(const coordinator::ServeConfig& cfg) {
 
 int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& topo) {
   spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
+
+  // The port before the model: a busy port or a bad host fails in well under a second, not after the load. Until
+  // the engine is up every route answers 503 (the process is alive, the model loading: what a startupProbe and a
+  // load balancer need to see), then the API takes over.
+  coordinator::http::ServerOptions ho;
+  ho.host = cfg.server.host;
+  ho.port = cfg.server.port;
+  ho.threads = cfg.server.threads;
+  ho.max_body_bytes = cfg.server.max_body_bytes;
+  ho.idle_timeout_s = cfg.server.idle_timeout_s;
+  std::mutex handler_mu;
+  std::shared_ptr<const coordinator::http::Handler> live;  // the API's handler, once it exists
+  coordinator::http::Server server(
+      ho, [&](coordinator::http::HttpRequest req, std::shared_ptr<coordinator::http::Exchange> ex) {
+        std::shared_ptr<const coordinator::http::Handler> h;
+        {
+          std::lock_guard lock(handler_mu);
+          h = live;
+        }
+        if (h) return (*h)(std::move(req), std::move(ex));
+        ex->respond(coordinator::api::to_response(
+            coordinator::api::ApiError(coordinator::api::ErrorKind::kUnavailable, "not ready: the model is loading")));
+      });
+  server.start();
+  spdlog::info("listening on http://{}:{} (503 until the model is loaded)", cfg.server.host, server.port());
 
   const std::string path = resolve_model(cfg.model.path);
   std::optional<tokenizer::Tokenizer> tok;
@@ -201,6 +228,8 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
   ao.public_routes = cfg.server.public_routes;
   ao.request_timeout_s = cfg.server.request_timeout_s;
   ao.serve_metrics = cfg.metrics.enabled;
+  ao.version = app::version();
+  ao.commit = app::commit();
   coordinator::api::Api api(
       ao, tok ? &*tok : nullptr,
       [&scheduler](std::shared_ptr<coordinator::Request> r, std::string* why) {
@@ -208,14 +237,15 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
       },
       &metrics);
 
-  coordinator::http::ServerOptions ho;
-  ho.host = cfg.server.host;
-  ho.port = cfg.server.port;
-  ho.threads = cfg.server.threads;
-  ho.max_body_bytes = cfg.server.max_body_bytes;
-  ho.idle_timeout_s = cfg.server.idle_timeout_s;
-  coordinator::http::Server server(ho, api.handler());
-  server.start();
+  // On any way out of this function the HTTP threads stop before the API they call into goes away.
+  struct StopServerFirst {
+    coordinator::http::Server& server;
+    ~StopServerFirst() { server.stop(0.0); }
+  } stop_server_first{server};
+  {
+    std::lock_guard lock(handler_mu);
+    live = std::make_shared<const coordinator::http::Handler>(api.handler());
+  }
   const coordinator::SchedulerStats kv = scheduler.stats();
   spdlog::info(
       "serving '{}' (TP {}, {} sequences of up to {} tokens, KV cache {} blocks of {} tokens, prefix caching "

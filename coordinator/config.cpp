@@ -251,7 +251,8 @@ class Loader {
     in_range("server.max_body_bytes", c.server.max_body_bytes, int64_t{1024}, int64_t{1} << 30);
     positive("server.request_timeout_s", c.server.request_timeout_s);
     for (const std::string& r : c.server.public_routes)
-      one_of("server.public_routes", r, {"/health", "/ready", "/metrics", "/v1/models", "/tokenize", "/detokenize"});
+      one_of("server.public_routes", r,
+             {"/health", "/ready", "/metrics", "/version", "/v1/models", "/tokenize", "/detokenize"});
     positive("server.idle_timeout_s", c.server.idle_timeout_s);
     if (c.server.drain_timeout_s < 0)
       fail("server.drain_timeout_s", "must be >= 0, got " + format_double(c.server.drain_timeout_s));

@@ -42,7 +42,7 @@ struct ServeConfig {
     int threads = 4;      // HTTP I/O threads
     std::string api_key;  // "" → no authentication
     // Routes that need no API key when api_key is set; every other route needs it.
-    std::vector<std::string> public_routes = {"/health", "/ready", "/metrics"};
+    std::vector<std::string> public_routes = {"/health", "/ready", "/metrics", "/version"};
     int64_t max_body_bytes = 1 << 20;  // larger bodies → 413
     double request_timeout_s = 600;    // per request, from arrival; then it is aborted
     double drain_timeout_s = 30;       // SIGTERM: in-flight requests get this long to finish

@@ -49,7 +49,8 @@ struct Route {
 constexpr Route kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
                              {"/v1/models", "GET"},       {"/tokenize", "POST"},
                              {"/detokenize", "POST"},     {"/health", "GET"},
-                             {"/ready", "GET"},           {"/metrics", "GET"}};
+                             {"/ready", "GET"},           {"/metrics", "GET"},
+                             {"/version", "GET"}};
 
 }  // namespace
 
@@ -120,6 +121,8 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
       if (draining_.load()) throw ApiError(ErrorKind::kUnavailable, "draining: the server is shutting down");
       if (!ready_.load()) throw ApiError(ErrorKind::kUnavailable, "not ready: the cluster is starting");
       r = json_response({{"status", "ready"}});
+    } else if (req.path == "/version") {
+      r = json_response({{"version", options_.version}, {"commit", options_.commit}});
     } else if (req.path == "/metrics") {
       r = {200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->exposition() : "", {}};
     } else if (req.path == "/v1/models") {

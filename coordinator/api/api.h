@@ -34,10 +34,11 @@ struct ApiOptions {
   ApiLimits limits;
   std::string api_key;  // "" → no authentication
   // The routes that answer without the key when api_key is set (vLLM's choice: probes and scrapers carry none).
-  std::vector<std::string> public_routes = {"/health", "/ready", "/metrics"};
-  double request_timeout_s = 600;  // per-request deadline (the scheduler aborts it)
-  int retry_after_s = 1;           // Retry-After of 429 / 503
-  bool serve_metrics = true;       // metrics.enabled: GET /metrics answers (else 404)
+  std::vector<std::string> public_routes = {"/health", "/ready", "/metrics", "/version"};
+  double request_timeout_s = 600;                       // per-request deadline (the scheduler aborts it)
+  int retry_after_s = 1;                                // Retry-After of 429 / 503
+  bool serve_metrics = true;                            // metrics.enabled: GET /metrics answers (else 404)
+  std::string version = "unknown", commit = "unknown";  // GET /version
 };
 
 using SubmitFn = std::function<SubmitStatus(std::shared_ptr<Request>, std::string* why)>;

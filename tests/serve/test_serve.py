@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -353,6 +354,38 @@ def test_tiny_64_concurrent_streams_equal_their_solo_tokens(tiny):
 
 
 @needs_tiny
+@needs_tiny
+def test_version_route_and_flag_agree():
+    out = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("tessera "), out
+    s = Served(TINY, "--set", "server.api_key=sekrit")
+    try:
+        r = requests.get(s.url + "/version")  # public by default, like the probes
+        assert r.status_code == 200
+        v = r.json()
+        assert out.stdout.strip() == f"tessera {v['version']} (commit {v['commit']})"
+    finally:
+        assert s.stop() == 0
+
+
+@needs_tiny
+def test_a_busy_port_fails_before_the_model_loads_and_a_bad_one_names_the_flag():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        t0 = time.monotonic()
+        proc = subprocess.run([BIN, "serve", "--model", TINY, "--host", "127.0.0.1", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - t0
+    assert proc.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr, proc.stderr
+    assert elapsed < 5, elapsed  # the load of any model would come after
+    bad = subprocess.run([BIN, "serve", "--model", TINY, "--port", "70000"], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode != 0 and "--port" in bad.stderr and "70000" in bad.stderr, bad.stderr
+
+
 def test_tiny_api_key_queue_full_and_metrics_add_up():
     s = Served(TINY, "--set", "server.api_key=sekrit", "--set", "scheduler.max_running=1", "--set",
                "scheduler.max_waiting=1")

@@ -286,7 +286,7 @@ int main(int argc, char** argv) {
   if (!topo.is_coordinator()) {
     // A worker process: only cluster commands have work for it.
     code = gen->parsed() ? tessera::worker::run_worker(topo, resolve_model(g.model), g.backend) : 0;
-    if (srv->parsed()) {
+    if (srv->parsed() && !sv.print_config) {
       // The coordinator drains on SIGTERM and then shuts the workers down: they must outlive the drain.
       std::signal(SIGTERM, SIG_IGN);
       try {
@@ -311,7 +311,12 @@ int main(int argc, char** argv) {
       }
       code = tessera::bench::run_bench_serve(bs);
     }
-    if (srv->parsed()) code = tessera::app::run_serve(tessera::app::load_config(sv), topo);
+    if (srv->parsed() && sv.print_config) {
+      std::cout << tessera::app::printable_config(tessera::app::load_config(sv)) << std::flush;
+      code = 0;
+    } else if (srv->parsed()) {
+      code = tessera::app::run_serve(tessera::app::load_config(sv), topo);
+    }
   } catch (const tessera::Error& e) {
     spdlog::error("{}", e.what());
     // Under mpirun the workers may be mid-load or mid-step: end the whole job, non-zero.

@@ -132,6 +132,8 @@ void add_serve_options(CLI::App& cmd, ServeCli& cli) {
   cmd.add_option("--backend", cli.backend, "backend.kind: auto (CUDA when a GPU is visible, else CPU), cpu or cuda");
   cmd.add_option("--dtype", cli.dtype, "backend.dtype: the GPU storage type, bf16, fp16 or fp32");
   cmd.add_option("--set", cli.sets, "override any configuration key: --set scheduler.max_waiting=4 (repeatable)");
+  cmd.add_flag("--print-config", cli.print_config,
+               "print the effective configuration (the file, the defaults and every override) as YAML and exit");
 }
 
 coordinator::ServeConfig load_config(const ServeCli& cli) {
@@ -144,6 +146,12 @@ coordinator::ServeConfig load_config(const ServeCli& cli) {
   if (!cli.backend.empty()) overrides.emplace_back("backend.kind", cli.backend);
   if (!cli.dtype.empty()) overrides.emplace_back("backend.dtype", cli.dtype);
   return coordinator::load_serve_config(cli.config, overrides);
+}
+
+std::string printable_config(const coordinator::ServeConfig& config) {
+  coordinator::ServeConfig shown = config;
+  if (!shown.server.api_key.empty()) shown.server.api_key = "***";
+  return coordinator::dump_serve_config(shown);
 }
 
 worker::BackendOptions backend_options(const coordinator::ServeConfig& cfg) {

@@ -27,12 +27,15 @@ struct ServeCli {
   std::string model, host, backend, dtype;
   int port = -1, tp = -1;         // -1: not given
   std::vector<std::string> sets;  // key=value
+  bool print_config = false;      // print the effective configuration and exit
 };
 
 // Registers the `serve` subcommand's options on `cmd`.
 void add_serve_options(CLI::App& cmd, ServeCli& cli);
 // The configuration every rank agrees on. Throws tessera::Error naming the file and the key.
 coordinator::ServeConfig load_config(const ServeCli& cli);
+// The effective configuration as YAML (every key; a set server.api_key printed as "***"), what --print-config shows.
+std::string printable_config(const coordinator::ServeConfig& config);
 // The config's backend section as the worker's loader takes it.
 worker::BackendOptions backend_options(const coordinator::ServeConfig& config);
 // The coordinator's side; returns the exit code. Throws tessera::Error when the start fails or the cluster

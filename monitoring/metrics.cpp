@@ -148,8 +148,8 @@ Metrics::Metrics(std::string model_name, int64_t max_model_len) : impl_(std::mak
   m.prompt_len = m.histogram("tessera_request_prompt_tokens", "Number of prefill tokens processed.", len_buckets);
   m.generation_len =
       m.histogram("tessera_request_generation_tokens", "Number of generation tokens processed.", len_buckets);
-  m.tokens_per_step = m.histogram("tessera_iteration_tokens_total", "Histogram of number of tokens per engine step.",
-                                  kIterationTokenBuckets);
+  m.tokens_per_step =
+      m.histogram("tessera_iteration_tokens", "Histogram of number of tokens per engine step.", kIterationTokenBuckets);
   m.padding = m.histogram("tessera_prefill_padding_tokens",
                           "Pad tokens of one pre-padded prefill group (sum over rows of max length - row length).",
                           buckets_1_2_5(1 << 20));

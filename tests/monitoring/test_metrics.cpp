@@ -216,7 +216,7 @@ const char* const kFamilies[] = {
     "tessera_inter_token_latency_seconds", "tessera_e2e_request_latency_seconds",
     "tessera_request_queue_time_seconds",  "tessera_request_prefill_time_seconds",
     "tessera_request_decode_time_seconds", "tessera_request_prompt_tokens",
-    "tessera_request_generation_tokens",   "tessera_iteration_tokens_total",
+    "tessera_request_generation_tokens",   "tessera_iteration_tokens",
     "tessera_prefill_padding_tokens",      "tessera_rank_step_seconds",
     "tessera_allreduce_seconds",           "tessera_http_requests_total",
 };
@@ -258,7 +258,7 @@ TEST(Metrics, BucketEdgesAreVllms) {
   for (const char* f : {"tessera_e2e_request_latency_seconds", "tessera_request_queue_time_seconds",
                         "tessera_request_prefill_time_seconds", "tessera_request_decode_time_seconds"})
     EXPECT_EQ(edges(e, f), latency) << f;
-  EXPECT_EQ(edges(e, "tessera_iteration_tokens_total"),
+  EXPECT_EQ(edges(e, "tessera_iteration_tokens"),
             (std::vector<double>{1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}));
   // build_1_2_5_buckets(max_model_len)
   EXPECT_EQ(edges(e, "tessera_request_prompt_tokens"),
@@ -336,8 +336,8 @@ TEST(Metrics, CountsAddUpAfterKnownCalls) {
   EXPECT_EQ(bucket(e, "tessera_request_decode_time_seconds", "1.5"), 1);
   EXPECT_EQ(e.value("tessera_request_prompt_tokens_sum"), 15);
   EXPECT_EQ(e.value("tessera_request_generation_tokens_sum"), 42);
-  EXPECT_EQ(e.value("tessera_iteration_tokens_total_count"), 2);
-  EXPECT_EQ(bucket(e, "tessera_iteration_tokens_total", "1"), 1);
+  EXPECT_EQ(e.value("tessera_iteration_tokens_count"), 2);
+  EXPECT_EQ(bucket(e, "tessera_iteration_tokens", "1"), 1);
   EXPECT_EQ(e.value("tessera_prefill_padding_tokens_sum"), 30);
   EXPECT_EQ(bucket(e, "tessera_prefill_padding_tokens", "1"), 1);
 

@@ -354,6 +354,20 @@ def test_tiny_64_concurrent_streams_equal_their_solo_tokens(tiny):
 
 
 @needs_tiny
+def test_print_config_shows_every_override_and_reads_back(tmp_path):
+    args = ["--set", "scheduler.block_size=32", "--set", "server.api_key=sekrit", "--port", "9123"]
+    out = subprocess.run([BIN, "serve", "--print-config", *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "  block_size: 32\n" in out.stdout and "  port: 9123\n" in out.stdout
+    assert '  api_key: "***"' in out.stdout and "sekrit" not in out.stdout  # the secret stays out of logs
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(out.stdout)
+    again = subprocess.run([BIN, "serve", "--print-config", "--config", str(printed)], capture_output=True,
+                           text=True, timeout=30)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == out.stdout  # the printed file is a config that gives itself back
+
+
 @needs_tiny
 def test_version_route_and_flag_agree():
     out = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=30)

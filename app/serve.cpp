@@ -121,6 +121,59 @@ class SignalWatcher {
   std::thread thread_, drain_;
 };
 
+// The periodic stats line (logging.stats_interval_s): a thread that wakes every interval and, when requests ran
+// or waited since the last line, logs rates over that interval from the scheduler's counters.
+class StatsLogger {
+ public:
+  StatsLogger(const coordinator::Scheduler& scheduler, double interval_s) : scheduler_(scheduler) {
+    if (interval_s <= 0) return;
+    thread_ = std::thread([this, interval_s] { loop(interval_s); });
+  }
+  ~StatsLogger() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  StatsLogger(const StatsLogger&) = delete;
+  StatsLogger& operator=(const StatsLogger&) = delete;
+
+ private:
+  void loop(double interval_s) {
+    coordinator::SchedulerStats last = scheduler_.stats();
+    auto t_last = std::chrono::steady_clock::now();
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::duration<double>(interval_s), [this] { return stop_; })) {
+      const coordinator::SchedulerStats now = scheduler_.stats();
+      const auto t_now = std::chrono::steady_clock::now();
+      const double dt = std::chrono::duration<double>(t_now - t_last).count();
+      const bool busy = now.running > 0 || now.waiting > 0 || now.generation_tokens != last.generation_tokens;
+      if (busy && dt > 0) {
+        const uint64_t queries = now.prefix_cache_queries - last.prefix_cache_queries,
+                       hits = now.prefix_cache_hits - last.prefix_cache_hits;
+        spdlog::info(
+            "stats: running {}, waiting {}, KV cache {:.1f}% of {} blocks, prompt {:.1f} tok/s, generation {:.1f} "
+            "tok/s, prefix cache hit rate {:.1f}%, preemptions {}",
+            now.running, now.waiting, 100.0 * now.kv_usage, now.n_blocks,
+            static_cast<double>(now.prompt_tokens - last.prompt_tokens) / dt,
+            static_cast<double>(now.generation_tokens - last.generation_tokens) / dt,
+            queries > 0 ? 100.0 * static_cast<double>(hits) / static_cast<double>(queries) : 0.0,
+            now.preemptions - last.preemptions);
+      }
+      last = now;
+      t_last = t_now;
+    }
+  }
+
+  const coordinator::Scheduler& scheduler_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 void add_serve_options(CLI::App& cmd, ServeCli& cli) {
@@ -271,6 +324,7 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
       scheduler.fail(why);
     });
     api.set_ready(true);
+    StatsLogger stats(scheduler, cfg.logging.stats_interval_s);
     try {
       scheduler.run();  // returns after a drain or stop()
     } catch (const Error& e) {

@@ -61,6 +61,7 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"scheduler.enable_prefix_caching", &c.scheduler.enable_prefix_caching},
       {"metrics.enabled", &c.metrics.enabled},
       {"logging.level", &c.logging.level},
+      {"logging.stats_interval_s", &c.logging.stats_interval_s},
   };
 }
 
@@ -279,6 +280,8 @@ class Loader {
     in_range("scheduler.block_size", c.scheduler.block_size, 1, 65536);
     if (!(c.backend.cpu_kv_memory_mb >= 0 && c.backend.cpu_kv_memory_mb <= 1 << 30))
       fail("backend.cpu_kv_memory_mb", "must be in [0, 2^30] MiB, got " + format_double(c.backend.cpu_kv_memory_mb));
+    if (!(c.logging.stats_interval_s >= 0 && c.logging.stats_interval_s <= 86400))
+      fail("logging.stats_interval_s", "must be in [0, 86400], got " + format_double(c.logging.stats_interval_s));
     one_of("logging.level", c.logging.level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
   }
 

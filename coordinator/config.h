@@ -65,7 +65,8 @@ struct ServeConfig {
     bool enabled = true;  // serve GET /metrics
   } metrics;
   struct {
-    std::string level = "info";  // trace | debug | info | warn | error | critical | off
+    std::string level = "info";    // trace | debug | info | warn | error | critical | off
+    double stats_interval_s = 10;  // a stats line (throughput, queue, KV cache) this often while busy; 0: never
   } logging;
 };
 

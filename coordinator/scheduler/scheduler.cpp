@@ -380,6 +380,7 @@ void Scheduler::admit(std::vector<std::unique_ptr<Sequence>> resumed, std::vecto
     TESSERA_METRIC(observe_queue_time(seconds(now - r->arrival)));
     TESSERA_METRIC(observe_prompt_len(len));
     TESSERA_METRIC(add_prompt_tokens(len));
+    prompt_tokens_ += static_cast<uint64_t>(len);
     for (auto& q : seqs) group.push_back(std::move(q));
   }
   if (group.empty()) return;
@@ -473,6 +474,7 @@ void Scheduler::process(const parallel::StepPlan& plan, const parallel::StepResu
   for (size_t b = 0; b < n_prefill_rows; ++b) step_tokens += plan.prefill_cols - plan.prefill_pad[b];
   TESSERA_METRIC(observe_tokens_per_step(step_tokens));
   TESSERA_METRIC(add_generation_tokens(static_cast<int64_t>(result.tokens.size())));
+  generation_tokens_ += result.tokens.size();
   (void)step_tokens;
 
   for (size_t row = 0; row < result.tokens.size(); ++row) {
@@ -597,6 +599,8 @@ parallel::StepResult Scheduler::dispatch(parallel::StepPlan& plan) {
 void Scheduler::publish() {
   std::lock_guard lk(mu_);
   stats_.running = n_running_requests_;
+  stats_.prompt_tokens = prompt_tokens_;
+  stats_.generation_tokens = generation_tokens_;
   stats_.waiting = static_cast<int32_t>(waiting_.size());
   stats_.kv_usage = blocks_ ? blocks_->usage() : 0.0;
   if (blocks_) {

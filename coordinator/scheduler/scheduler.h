@@ -71,9 +71,10 @@ struct SchedulerStats {
   int32_t n_blocks = 0, block_size = 0;
   uint64_t prefix_cache_queries = 0, prefix_cache_hits = 0;  // tokens
   uint64_t preemptions = 0;
-  uint64_t steps = 0;               // steps that ran rows
-  double step_seconds = 0.0;        // TP rank 0's time inside those steps, summed
-  double collective_seconds = 0.0;  // of which in all-reduces and gathers
+  uint64_t prompt_tokens = 0, generation_tokens = 0;  // since the start: admitted prompts, sampled tokens
+  uint64_t steps = 0;                                 // steps that ran rows
+  double step_seconds = 0.0;                          // TP rank 0's time inside those steps, summed
+  double collective_seconds = 0.0;                    // of which in all-reduces and gathers
 };
 
 class Scheduler {
@@ -143,10 +144,11 @@ class Scheduler {
   // The run() thread's own state.
   bool configured_ = false;
   SlotPool slots_;
-  std::optional<BlockPool> blocks_;                   // configure()
-  std::vector<std::unique_ptr<Sequence>> preempted_;  // oldest first: resumed before any new request
-  uint64_t admissions_ = 0;                           // a sequence's admission number (the youngest is preempted)
-  std::vector<std::unique_ptr<Sequence>> running_;    // in the order of a step's result rows
+  std::optional<BlockPool> blocks_;                     // configure()
+  std::vector<std::unique_ptr<Sequence>> preempted_;    // oldest first: resumed before any new request
+  uint64_t admissions_ = 0;                             // a sequence's admission number (the youngest is preempted)
+  uint64_t prompt_tokens_ = 0, generation_tokens_ = 0;  // copied to stats_ by publish()
+  std::vector<std::unique_ptr<Sequence>> running_;      // in the order of a step's result rows
   std::vector<int32_t> pending_release_;
   uint64_t step_id_ = 0;
   int32_t n_running_requests_ = 0;

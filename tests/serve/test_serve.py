@@ -369,6 +369,22 @@ def test_print_config_shows_every_override_and_reads_back(tmp_path):
 
 
 @needs_tiny
+def test_stats_line_while_busy(tmp_path):
+    log = tmp_path / "serve.log"
+    s = Served(TINY, "--set", "logging.stats_interval_s=0.2", stderr_path=str(log),
+               env={"TESSERA_LOG_LEVEL": "info"})
+    try:
+        r = s.post("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 100, "temperature": 0, "ignore_eos": True})
+        assert r.status_code == 200
+        time.sleep(0.6)  # at least one interval after the request
+    finally:
+        assert s.stop() == 0
+    lines = [line for line in log.read_text().splitlines() if "stats: running" in line]
+    assert lines, log.read_text()[-2000:]
+    assert "generation" in lines[0] and "KV cache" in lines[0] and "tok/s" in lines[0]
+
+
+@needs_tiny
 def test_version_route_and_flag_agree():
     out = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("tessera "), out

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <random>
 
 #include "common/check.h"
@@ -84,7 +85,30 @@ void Api::count(const std::string& route, int status) const {
   if (metrics_) metrics_->count_http_request(route, status);
 }
 
+// A client's method or path as one log token: printable ASCII only (anything else as '?'), at most 256 bytes,
+// "-" when empty, so that no request can forge or split a log line.
+static std::string log_token(const std::string& s) {
+  if (s.empty()) return "-";
+  std::string out = s.substr(0, 256);
+  for (char& c : out)
+    if (c <= ' ' || c > '~') c = '?';
+  return s.size() > 256 ? out + "..." : out;
+}
+
+void Api::access_log(const std::string& method, const std::string& path, int status, SteadyClock::time_point t0,
+                     const std::string& id, const stream::JobSummary* job) const {
+  const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
+  if (job == nullptr) {
+    spdlog::info("access: {} {} {} {:.1f} ms", log_token(method), log_token(path), status, ms);
+    return;
+  }
+  spdlog::info("access: {} {} {} {:.1f} ms id={} prompt_tokens={} cached_tokens={} completion_tokens={} ttft_ms={:.1f}",
+               log_token(method), log_token(path), status, ms, id, job->prompt_tokens, job->cached_tokens,
+               job->completion_tokens, job->ttft_s < 0 ? -1.0 : job->ttft_s * 1e3);
+}
+
 void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
+  const auto t0 = SteadyClock::now();
   std::string route = "other";
   try {
     if (req.error_status != 0) throw from_framing_status(req.error_status, req.error_message);
@@ -109,7 +133,7 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
 
     http::HttpResponse r;
     if (req.path == "/v1/completions" || req.path == "/v1/chat/completions") {
-      completions(req, ex, req.path == "/v1/chat/completions", route);
+      completions(req, ex, t0, req.path == "/v1/chat/completions", route);
       return;  // the CompletionJob answers (and counts)
     } else if (req.path == "/health") {
       r = json_response({{"status", "ok"}});
@@ -133,6 +157,7 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
       r = detokenize(req.body);
     }
     count(route, r.status);
+    access_log(req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const ApiError& e) {
     http::HttpResponse r = to_response(e, options_.retry_after_s);
@@ -141,22 +166,25 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
         if (req.path == rt.path) r.headers.emplace_back("Allow", rt.method);
     }
     count(route, r.status);
+    access_log(req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const Error& e) {
     // Bad data found below the api layer (e.g. invalid UTF-8 in a text to tokenize).
     http::HttpResponse r = to_response(ApiError(ErrorKind::kInvalid, e.what()), options_.retry_after_s);
     count(route, r.status);
+    access_log(req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const std::exception& e) {
     http::HttpResponse r =
         to_response(ApiError(ErrorKind::kInternal, std::string("internal error: ") + e.what()), options_.retry_after_s);
     count(route, r.status);
+    access_log(req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   }
 }
 
-void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::Exchange>& ex, bool chat,
-                      const std::string& route) {
+void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::Exchange>& ex,
+                      SteadyClock::time_point t0, bool chat, const std::string& route) {
   if (draining_.load()) throw ApiError(ErrorKind::kUnavailable, "the server is shutting down (draining)");
   const json body = parse_request_body(req.body);
   CompletionParams p = parse_completion(body, chat, options_.limits, tokenizer_);
@@ -181,6 +209,9 @@ void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::
     return to_response(ApiError(ErrorKind::kInternal, message), retry);
   };
   hooks.on_status = [this, route](int status) { count(route, status); };
+  hooks.on_done = [this, method = req.method, path = req.path, t0, id = jo.id](const stream::JobSummary& done) {
+    access_log(method, path, done.status, t0, id, &done);
+  };
   auto job = std::make_shared<stream::CompletionJob>(std::move(jo), tokenizer_, ex, std::move(hooks));
 
   std::vector<int32_t> stop_ids;

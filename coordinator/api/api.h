@@ -28,6 +28,10 @@ namespace tessera::monitoring {
 class Metrics;
 }
 
+namespace tessera::coordinator::stream {
+struct JobSummary;
+}
+
 namespace tessera::coordinator::api {
 
 struct ApiOptions {
@@ -59,12 +63,15 @@ class Api {
   bool draining() const { return draining_.load(); }
 
  private:
-  void completions(const http::HttpRequest& req, const std::shared_ptr<http::Exchange>& ex, bool chat,
-                   const std::string& route);
+  void completions(const http::HttpRequest& req, const std::shared_ptr<http::Exchange>& ex, SteadyClock::time_point t0,
+                   bool chat, const std::string& route);
   http::HttpResponse tokenize(const std::string& body) const;
   http::HttpResponse detokenize(const std::string& body) const;
   http::HttpResponse models() const;
   void count(const std::string& route, int status) const;
+  // The access log: one info line per request when it is answered (a completion when its last token is out).
+  void access_log(const std::string& method, const std::string& path, int status, SteadyClock::time_point t0,
+                  const std::string& id, const stream::JobSummary* job) const;
 
   ApiOptions options_;
   const tokenizer::Tokenizer* tokenizer_;

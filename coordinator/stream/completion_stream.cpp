@@ -190,6 +190,10 @@ TokenVerdict CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev)
     // The prompt's cached tokens, once per prompt (its n sequences share the prompt: the first one's count).
     if (ev.cached_tokens >= 0 && cached_[static_cast<size_t>(prompt_index)] < 0)
       cached_[static_cast<size_t>(prompt_index)] = ev.cached_tokens;
+    if (!has_first_token_) {
+      has_first_token_ = true;
+      first_token_ = std::chrono::steady_clock::now();
+    }
     const std::string delta = c.text->push(ev.token);
     c.token_ids.push_back(ev.token);
     if (options_.logprobs) {
@@ -249,8 +253,20 @@ void CompletionJob::on_finish(int32_t prompt_index, int32_t seq, FinishReason re
   if (n_finished_ == static_cast<int32_t>(choices_.size())) complete_locked();
 }
 
+void CompletionJob::report_done_locked(int status) const {
+  if (!hooks_.on_done) return;
+  JobSummary s;
+  s.status = status;
+  for (int32_t p : options_.prompt_tokens) s.prompt_tokens += p;
+  for (int32_t c : cached_) s.cached_tokens += std::max(c, 0);
+  for (const Choice& c : choices_) s.completion_tokens += static_cast<int64_t>(c.token_ids.size());
+  if (has_first_token_) s.ttft_s = std::chrono::duration<double>(first_token_ - created_).count();
+  hooks_.on_done(s);
+}
+
 void CompletionJob::complete_locked() {
   done_ = true;
+  report_done_locked(!options_.stream && !error_.empty() ? hooks_.internal_error(error_).status : 200);
   if (options_.stream) {
     if (!error_.empty()) emit_locked(sse(hooks_.internal_error(error_).body));
     if (options_.include_usage) {

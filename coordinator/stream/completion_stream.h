@@ -13,6 +13,7 @@
 // any thread. The job only queues bytes on the Exchange, it never blocks on the network.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,11 +40,20 @@ struct JobOptions {
   std::vector<std::string> echo_texts;  // per prompt (when echo)
 };
 
+// What the access log records of a finished job.
+struct JobSummary {
+  int status = 200;  // the HTTP status the answer got (a stream that failed midway is still 200)
+  int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+  double ttft_s = -1;  // job creation → its first token; -1 when none came
+};
+
 struct JobHooks {
   // The HTTP answer for an internal failure (status + OpenAI body), from the api layer's one mapping.
   std::function<http::HttpResponse(const std::string& message)> internal_error;
   // Called once with the status the answer got (for the HTTP request counter).
   std::function<void(int status)> on_status;
+  // Called once when the answer is complete (not for an abandoned job), with the job's mutex held: keep it short.
+  std::function<void(const JobSummary&)> on_done;
 };
 
 class CompletionJob : public std::enable_shared_from_this<CompletionJob> {
@@ -93,6 +103,9 @@ class CompletionJob : public std::enable_shared_from_this<CompletionJob> {
   std::mutex mu_;
   std::vector<Choice> choices_;
   std::vector<int32_t> cached_;  // per prompt: its tokens the prefix cache held (-1 until its first token)
+  std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now(), first_token_;
+  bool has_first_token_ = false;
+  void report_done_locked(int status) const;
   std::vector<std::weak_ptr<Request>> requests_;
   int32_t n_finished_ = 0;
   std::string error_;

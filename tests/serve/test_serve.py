@@ -385,6 +385,33 @@ def test_stats_line_while_busy(tmp_path):
 
 
 @needs_tiny
+def test_access_log_has_one_line_per_request(tmp_path):
+    log = tmp_path / "serve.log"
+    s = Served(TINY, "--set", "logging.stats_interval_s=0", stderr_path=str(log), env={"TESSERA_LOG_LEVEL": "info"})
+    try:
+        done = s.post("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0, "ignore_eos": True})
+        assert done.status_code == 200
+        streamed = s.post("/v1/completions",
+                          {"prompt": [4, 5], "max_tokens": 4, "ignore_eos": True, "stream": True})
+        assert streamed.status_code == 200
+        assert requests.get(s.url + "/no/such/route").status_code == 404
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw:  # a control byte in the path
+            raw.sendall(b"GET /evil\x01path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            while raw.recv(4096):
+                pass
+    finally:
+        assert s.stop() == 0
+    lines = [line for line in log.read_text().splitlines() if "access: " in line]
+    completions = [line for line in lines if "POST /v1/completions 200" in line]
+    assert len(completions) == 2, lines
+    assert f"id={done.json()['id']} prompt_tokens=3 cached_tokens=0 completion_tokens=5 ttft_ms=" in completions[0]
+    assert "prompt_tokens=2" in completions[1] and "completion_tokens=4" in completions[1]
+    assert any("GET /no/such/route 404" in line for line in lines), lines
+    assert any("access: - - 400" in line for line in lines), lines  # refused by the HTTP layer, logged as such
+    assert all("\x01" not in line for line in lines)
+
+
+@needs_tiny
 def test_version_route_and_flag_agree():
     out = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("tessera "), out

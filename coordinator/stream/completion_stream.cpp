@@ -266,8 +266,8 @@ void CompletionJob::report_done_locked(int status) const {
 
 void CompletionJob::complete_locked() {
   done_ = true;
-  report_done_locked(!options_.stream && !error_.empty() ? hooks_.internal_error(error_).status : 200);
   if (options_.stream) {
+    report_done_locked(200);  // its status went out with the first chunk
     if (!error_.empty()) emit_locked(sse(hooks_.internal_error(error_).body));
     if (options_.include_usage) {
       json j = json::parse(chunk_head());
@@ -286,9 +286,11 @@ void CompletionJob::complete_locked() {
   if (!error_.empty()) {
     http::HttpResponse r = hooks_.internal_error(error_);
     if (hooks_.on_status) hooks_.on_status(r.status);
+    report_done_locked(r.status);
     exchange_->respond(std::move(r));
     return;
   }
+  report_done_locked(200);
   json j = json::parse(chunk_head());
   j["object"] = options_.chat ? "chat.completion" : "text_completion";
   json choices = json::array();

@@ -187,6 +187,13 @@ class SchedulerEngine : public testing::Test {
     r->sink = std::move(sink);
     return r;
   }
+  // 32 sequence slots over KV blocks of 4 tokens (many blocks per request), prefix caching on or off.
+  SchedulerOptions small_blocks(bool prefix_caching) const {
+    SchedulerOptions o = options(32);
+    o.block_size = 4;
+    o.prefix_caching = prefix_caching;
+    return o;
+  }
   // request()'s sampling settings, for alone().
   static SamplingParams sampling(float temperature, uint64_t seed) {
     SamplingParams sp;
@@ -553,9 +560,7 @@ TEST_F(SchedulerEngine, PrefixCachingChangesNoTokenAloneOrInABatchOf32) {
   }
   for (bool caching : {false, true}) {
     SCOPED_TRACE(caching ? "prefix caching on" : "prefix caching off");
-    SchedulerOptions o = options(32);
-    o.block_size = 4;
-    o.prefix_caching = caching;
+    SchedulerOptions o = small_blocks(caching);
     start_scheduler(o);
     auto submit = [&](const SharedPrefixCase& c) {
       auto sink = std::make_shared<RecordingSink>(1);
@@ -611,9 +616,7 @@ TEST_F(SchedulerEngine, ForcedPreemptionAnswersEveryRequestWithItsTokensAlone) {
   }
   for (bool caching : {false, true}) {
     SCOPED_TRACE(caching ? "prefix caching on" : "prefix caching off");
-    SchedulerOptions o = options(32);
-    o.block_size = 4;
-    o.prefix_caching = caching;
+    SchedulerOptions o = small_blocks(caching);
     o.kv_bytes = 24 * model_->kv_bytes_per_block(4);
     start_scheduler(o);
     std::vector<std::shared_ptr<RecordingSink>> sinks;

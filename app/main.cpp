@@ -20,14 +20,16 @@
 
 #include <csignal>
 
-#include "app/version.h"
 #include "app/cluster.h"
+#include "app/launch.h"
+#include "app/version.h"
 #include "app/serve.h"
 #include "common/check.h"
 #include "coordinator/bench/bench_serve_cli.h"
 #include "coordinator/generate.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "kernels/cpu/quant.h"
+#include "monitoring/log_format.h"
 #include "parallel/bootstrap.h"
 #include "parallel/mpi_dispatcher.h"
 #include "worker/engine.h"
@@ -204,7 +206,7 @@ int main(int argc, char** argv) {
   }
   if (restart) ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the defaults
   spdlog::set_default_logger(spdlog::stderr_color_mt("tessera"));
-  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  tessera::monitoring::set_log_format(tessera::monitoring::LogFormat::kText);
   if (const char* lvl = std::getenv("TESSERA_LOG_LEVEL")) spdlog::set_level(spdlog::level::from_str(lvl));
 
   CLI::App app{"tessera: a tensor-parallel serving cluster for transformer language models"};
@@ -272,7 +274,25 @@ int main(int argc, char** argv) {
   auto* bench_serve = bench->add_subcommand("serve", "load-test an OpenAI-compatible server (vLLM's serving method)");
   tessera::bench::add_bench_serve_options(*bench_serve, bs, bs_rate);
 
+  std::vector<std::string> launch_cmd;
+  std::string launch_signal = "USR1";
+  auto* launch = app.add_subcommand(
+      "launch", "run a command (mpirun ... tessera serve) so that SIGTERM drains it and exits 0 (a pod's PID 1)");
+  launch->add_option("--signal", launch_signal, "what the first SIGTERM/SIGINT becomes for the command")
+      ->check(CLI::IsMember({"USR1", "USR2", "TERM", "INT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT"}));
+  launch->add_option("command", launch_cmd, "the command and its arguments, after --")->required();
+
   CLI11_PARSE(app, argc, argv);
+  if (launch->parsed()) {  // before MPI: `launch` only starts mpirun
+    try {
+      for (const std::string& extra : launch->remaining())
+        if (!(launch_cmd.empty() && extra == "--")) launch_cmd.push_back(extra);
+      return tessera::app::run_launch(launch_cmd, launch_signal);
+    } catch (const tessera::Error& e) {
+      spdlog::error("{}", e.what());
+      return 2;
+    }
+  }
   tessera::parallel::Topology topo;
   try {
     topo = tessera::parallel::bootstrap(&argc, &argv);
@@ -288,9 +308,12 @@ int main(int argc, char** argv) {
     code = gen->parsed() ? tessera::worker::run_worker(topo, resolve_model(g.model), g.backend) : 0;
     if (srv->parsed() && !sv.print_config) {
       // The coordinator drains on SIGTERM and then shuts the workers down: they must outlive the drain.
+      // SIGUSR1 is the drain request that mpirun forwards to every rank (tessera launch sends it).
       std::signal(SIGTERM, SIG_IGN);
+      std::signal(SIGUSR1, SIG_IGN);
       try {
         const auto cfg = tessera::app::load_config(sv);
+        tessera::monitoring::set_log_format(tessera::monitoring::parse_log_format(cfg.logging.format));
         code = tessera::worker::run_worker(topo, resolve_model(cfg.model.path), tessera::app::backend_options(cfg));
       } catch (const tessera::Error& e) {
         spdlog::error("{}", e.what());

@@ -6,9 +6,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <csignal>
 #include <filesystem>
 #include <memory>
@@ -24,6 +27,7 @@
 #include "coordinator/http/server.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "monitoring/log_format.h"
 #include "monitoring/metrics.h"
 #include "parallel/lifeline.h"
 
@@ -37,30 +41,65 @@ std::string served_name(const coordinator::ServeConfig& cfg, const std::string& 
   return p.has_extension() && p.extension() == ".gguf" ? p.stem().string() : p.filename().string();
 }
 
-// SIGTERM/SIGINT: the handler only writes the signal number to a pipe (async-signal-safe, on whatever thread
-// the kernel picks); a watcher thread reads it and drains, since draining needs locks and a timer.
+// Signals that drain: SIGTERM, SIGINT and SIGUSR1 (what `tessera launch` and mpirun forward at once), and, under
+// mpirun, the start of mpirun's own kill sequence. Open MPI 4.1 answers a SIGTERM to mpirun by sending every rank
+// SIGCONT, then SIGTERM odls_base_sigkill_timeout seconds later, then SIGKILL: the coordinator drains from the
+// SIGCONT on (one sent by its parent, mpirun or orted, and not the end of a Ctrl-Z stop), so that readiness goes
+// false at once, and the parent's SIGTERM that follows belongs to the same sequence, not a second signal.
+// The handler only writes a code to a pipe (async-signal-safe, on whatever thread the kernel picks); a watcher
+// thread reads it and drains, since draining needs locks and a timer.
+constexpr unsigned char kWake = 0;       // the destructor's wake-up
+constexpr unsigned char kSignal = 1;     // drain, or abort when already draining
+constexpr unsigned char kKillStart = 2;  // mpirun's kill sequence: drain; never an abort
 int g_signal_pipe = -1;
+volatile sig_atomic_t g_watch_kill_sequence = 0;  // under mpirun only
+volatile sig_atomic_t g_stopped_by_tstp = 0;
+volatile sig_atomic_t g_kill_sequence_seen = 0;
 
-extern "C" void on_signal(int sig) {
-  const unsigned char b = static_cast<unsigned char>(sig);
+void send_code(unsigned char code) {
   if (g_signal_pipe >= 0) {
-    const ssize_t n = ::write(g_signal_pipe, &b, 1);
+    const ssize_t n = ::write(g_signal_pipe, &code, 1);
     (void)n;
   }
 }
 
+extern "C" void on_signal(int sig, siginfo_t* info, void*) {
+  const bool from_parent = info != nullptr && info->si_pid == ::getppid();
+  if (sig == SIGTSTP) {  // a job-control stop (mpirun forwards Ctrl-Z): stop, and let the SIGCONT resume
+    g_stopped_by_tstp = 1;
+    ::raise(SIGSTOP);
+    return;
+  }
+  if (sig == SIGCONT) {
+    if (g_stopped_by_tstp) {
+      g_stopped_by_tstp = 0;
+      return;
+    }
+    if (!g_watch_kill_sequence || !from_parent) return;
+    g_kill_sequence_seen = 1;
+    send_code(kKillStart);
+    return;
+  }
+  send_code(sig == SIGTERM && from_parent && g_kill_sequence_seen ? kKillStart : kSignal);
+}
+
 class SignalWatcher {
  public:
-  SignalWatcher(coordinator::api::Api& api, coordinator::Scheduler& scheduler, double drain_timeout_s)
+  SignalWatcher(coordinator::api::Api& api, coordinator::Scheduler& scheduler, double drain_timeout_s,
+                bool under_mpirun)
       : api_(api), scheduler_(scheduler), drain_timeout_s_(drain_timeout_s) {
     if (::pipe(fds_) != 0) throw Error("serve: pipe() failed");
     g_signal_pipe = fds_[1];
+    g_watch_kill_sequence = under_mpirun ? 1 : 0;
     struct sigaction sa {};
-    sa.sa_handler = on_signal;
+    sa.sa_sigaction = on_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, &old_term_);
-    sigaction(SIGINT, &sa, &old_int_);
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    for (size_t i = 0; i < kSignals.size(); ++i) {
+      if (!under_mpirun && (kSignals[i] == SIGCONT || kSignals[i] == SIGTSTP)) continue;
+      sigaction(kSignals[i], &sa, &old_[i]);
+      installed_[i] = true;
+    }
     thread_ = std::thread([this] { loop(); });
   }
   ~SignalWatcher() {
@@ -69,34 +108,38 @@ class SignalWatcher {
       done_ = true;
     }
     cv_.notify_all();
-    const unsigned char zero = 0;  // wakes the watcher
-    const ssize_t n = ::write(fds_[1], &zero, 1);
+    const ssize_t n = ::write(fds_[1], &kWake, 1);  // wakes the watcher
     (void)n;
     thread_.join();
     if (drain_.joinable()) drain_.join();
-    sigaction(SIGTERM, &old_term_, nullptr);  // main's: a signal during the shutdown stops MPI waits
-    sigaction(SIGINT, &old_int_, nullptr);
+    // main's handlers again: a signal during the shutdown stops MPI waits
+    for (size_t i = 0; i < kSignals.size(); ++i)
+      if (installed_[i]) sigaction(kSignals[i], &old_[i], nullptr);
+    g_watch_kill_sequence = 0;
     g_signal_pipe = -1;
     ::close(fds_[0]);
     ::close(fds_[1]);
   }
 
  private:
+  static constexpr std::array<int, 5> kSignals = {SIGTERM, SIGINT, SIGUSR1, SIGCONT, SIGTSTP};
+
   void loop() {
     bool draining = false;
     for (;;) {
-      unsigned char sig = 0;
-      const ssize_t n = ::read(fds_[0], &sig, 1);
+      unsigned char code = kWake;
+      const ssize_t n = ::read(fds_[0], &code, 1);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || sig == 0) return;
-      if (draining) {  // a second signal: do not wait for the drain
+      if (n <= 0 || code == kWake) return;
+      if (draining) {
+        if (code == kKillStart) continue;  // mpirun's SIGTERM after its SIGCONT: the same request to stop
         spdlog::warn("second signal: aborting in-flight requests");
         scheduler_.stop();
         continue;
       }
       draining = true;
-      spdlog::info("signal {}: draining (not ready, new requests 503), up to {:.0f} s for in-flight requests", sig,
-                   drain_timeout_s_);
+      spdlog::info("{}: draining (not ready, new requests 503), up to {:.0f} s for in-flight requests",
+                   code == kKillStart ? "mpirun is ending the job" : "signal", drain_timeout_s_);
       api_.begin_drain();
       scheduler_.begin_drain();
       drain_ = std::thread([this] {
@@ -113,13 +156,27 @@ class SignalWatcher {
   coordinator::Scheduler& scheduler_;
   double drain_timeout_s_;
   int fds_[2] = {-1, -1};
-  struct sigaction old_term_ {
-  }, old_int_{};
+  std::array<struct sigaction, kSignals.size()> old_{};
+  std::array<bool, kSignals.size()> installed_{};
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
   std::thread thread_, drain_;
 };
+
+// Under mpirun, a SIGTERM to mpirun reaches this process as its kill sequence: the SIGCONT starts the drain, and
+// the SIGKILL comes 2 x odls_base_sigkill_timeout seconds later (default 1): warn when that cuts the drain short.
+void check_mpirun_kill_timeout(double drain_timeout_s) {
+  const char* v = std::getenv("OMPI_MCA_odls_base_sigkill_timeout");
+  const double t = v != nullptr ? std::atof(v) : 1.0;
+  const double needed = std::ceil(drain_timeout_s / 2) + 5;
+  if (t < needed)
+    spdlog::warn(
+        "under mpirun with odls_base_sigkill_timeout {} s: a SIGTERM to mpirun SIGKILLs the ranks after {:.0f} s, "
+        "before server.drain_timeout_s ({:.0f} s) has passed; run mpirun with --mca odls_base_sigkill_timeout {:.0f}, "
+        "or under `tessera launch -- mpirun ...` (which drains and exits 0)",
+        v != nullptr ? v : "1 (the default)", 2 * t, drain_timeout_s, needed);
+}
 
 // The periodic stats line (logging.stats_interval_s): a thread that wakes every interval and, when requests ran
 // or waited since the last line, logs rates over that interval from the scheduler's counters.
@@ -220,6 +277,8 @@ worker::BackendOptions backend_options(const coordinator::ServeConfig& cfg) {
 
 int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& topo) {
   spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
+  monitoring::set_log_format(monitoring::parse_log_format(cfg.logging.format));
+  if (!topo.in_process()) check_mpirun_kill_timeout(cfg.server.drain_timeout_s);
 
   // The port before the model: a busy port or a bad host fails in well under a second, not after the load. Until
   // the engine is up every route answers 503 (the process is alive, the model loading: what a startupProbe and a
@@ -316,7 +375,7 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
 
   std::optional<Error> failure;
   {
-    SignalWatcher watcher(api, scheduler, cfg.server.drain_timeout_s);
+    SignalWatcher watcher(api, scheduler, cfg.server.drain_timeout_s, !topo.in_process());
     // A worker that dies while the scheduler idles (a step in flight notices by itself): not ready, and every
     // request in flight or waiting ends with an error now, not when mpirun's SIGTERM arrives.
     parallel::on_peer_death([&api, &scheduler](const std::string& why) {

@@ -61,6 +61,7 @@ std::vector<Field> fields_of(ServeConfig& c) {
       {"scheduler.enable_prefix_caching", &c.scheduler.enable_prefix_caching},
       {"metrics.enabled", &c.metrics.enabled},
       {"logging.level", &c.logging.level},
+      {"logging.format", &c.logging.format},
       {"logging.stats_interval_s", &c.logging.stats_interval_s},
   };
 }
@@ -283,6 +284,7 @@ class Loader {
     if (!(c.logging.stats_interval_s >= 0 && c.logging.stats_interval_s <= 86400))
       fail("logging.stats_interval_s", "must be in [0, 86400], got " + format_double(c.logging.stats_interval_s));
     one_of("logging.level", c.logging.level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+    one_of("logging.format", c.logging.format, {"text", "json"});
   }
 
   const ServeConfig& config() const { return config_; }

@@ -66,6 +66,7 @@ struct ServeConfig {
   } metrics;
   struct {
     std::string level = "info";    // trace | debug | info | warn | error | critical | off
+    std::string format = "text";   // text (for a terminal) | json (one object per line, for log collectors)
     double stats_interval_s = 10;  // a stats line (throughput, queue, KV cache) this often while busy; 0: never
   } logging;
 };

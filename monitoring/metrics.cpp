@@ -1,6 +1,8 @@
 // monitoring/metrics.cpp — the families behind monitoring/metrics.h, on one prometheus-cpp Registry.
 #include "monitoring/metrics.h"
 
+#include "monitoring/process_metrics.h"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -31,6 +33,9 @@ const Buckets kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.
 const Buckets kRequestLatencyBuckets = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
                                         30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 const Buckets kIterationTokenBuckets = {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+// HTTP request durations: 1 ms (a /health) to 10 min (a long stream).
+const Buckets kHttpBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,   0.25,  0.5,  1.0,
+                              2.5,   5.0,    10.0,  20.0, 40.0,  80.0, 160.0, 320.0, 600.0};
 // Ours (vLLM has no per-rank timings): 10 µs to 10 s, 1-2.5-5 steps.
 const Buckets kRankTimeBuckets = {1e-5,  2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01,
                                   0.025, 0.05,   0.1,  0.25, 0.5,    1.0,  2.5,  5.0,    10.0};
@@ -78,12 +83,14 @@ struct Metrics::Impl {
   Family<Histogram>* rank_step = nullptr;
   Family<Histogram>* allreduce = nullptr;
   Family<Counter>* http = nullptr;
+  Family<Histogram>* http_duration = nullptr;
 
   // Children created on first use (per rank, per route/status). prometheus-cpp's Family::Add locks and hashes
   // the labels on every call; this cache keeps the hot path to one map lookup.
   std::mutex mu;
   std::map<int, Histogram*> rank_step_by_rank, allreduce_by_rank;
   std::map<std::pair<std::string, int>, Counter*> http_by_key;
+  std::map<std::string, Histogram*> http_duration_by_route;
 
   prometheus::Labels with(prometheus::Labels extra) const {
     extra.insert(base.begin(), base.end());
@@ -165,11 +172,19 @@ Metrics::Metrics(std::string model_name, int64_t max_model_len) : impl_(std::mak
                 .Name("tessera_http_requests_total")
                 .Help("HTTP requests answered, by route and status code.")
                 .Register(*m.registry);
+  m.http_duration = &prometheus::BuildHistogram()
+                         .Name("tessera_http_request_duration_seconds")
+                         .Help("Time from an HTTP request's arrival to the end of its answer, by route, in seconds.")
+                         .Register(*m.registry);
 }
 
 Metrics::~Metrics() = default;
 
-std::string Metrics::exposition() const { return prometheus::TextSerializer().Serialize(impl_->registry->Collect()); }
+std::string Metrics::exposition() const {
+  std::vector<prometheus::MetricFamily> families = impl_->registry->Collect();
+  for (auto& f : process_metric_families()) families.push_back(std::move(f));
+  return prometheus::TextSerializer().Serialize(families);
+}
 
 const std::string& Metrics::model_name() const { return impl_->model_name; }
 
@@ -233,6 +248,23 @@ void Metrics::count_http_request(const std::string& route, int status) {
     }
   }
   c->Increment();
+}
+
+void Metrics::observe_http_duration(const std::string& route, double s) {
+  Impl& m = *impl_;
+  Histogram* h = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    // Routes are the api's fixed paths and "other"; the bound is a backstop, as for the counter above.
+    const std::string key = m.http_duration_by_route.size() >= kMaxHttpSeries && !m.http_duration_by_route.count(route)
+                                ? std::string("other")
+                                : route;
+    auto it = m.http_duration_by_route.find(key);
+    if (it == m.http_duration_by_route.end())
+      it = m.http_duration_by_route.emplace(key, &m.http_duration->Add(m.with({{"route", key}}), kHttpBuckets)).first;
+    h = it->second;
+  }
+  h->Observe(s);
 }
 
 }  // namespace tessera::monitoring

@@ -25,7 +25,9 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  std::string exposition() const;  // Prometheus text format 0.0.4 (prometheus::TextSerializer)
+  // Prometheus text format 0.0.4 (prometheus::TextSerializer): the families below, then the standard process_*
+  // ones (CPU seconds, resident memory, open file descriptors, ...) read from /proc at this call.
+  std::string exposition() const;
   const std::string& model_name() const;
 
   // Scheduler state (gauges), set after every step.
@@ -65,6 +67,8 @@ class Metrics {
 
   void set_ready(bool ready);
   void count_http_request(const std::string& route, int status);
+  // From the request's arrival to its answer's last byte handed to the socket (a stream: its [DONE]).
+  void observe_http_duration(const std::string& route, double s);
 
  private:
   struct Impl;

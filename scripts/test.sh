@@ -60,7 +60,8 @@ if [[ $sanitize == 1 ]]; then
   TESSERA_BIN="$asan_dir/tessera" TESSERA_ORACLES="$build_dir/tests/e2e/oracles" TESSERA_DEFAULT_MODEL="$model" \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=0 \
     "$python" -m pytest -q -p no:cacheprovider "$repo_root/tests/serve/test_serve.py" \
-    "$repo_root/tests/serve/test_hostile.py" "$repo_root/tests/serve/test_soak.py" -k "not mpirun"
+    "$repo_root/tests/serve/test_hostile.py" "$repo_root/tests/serve/test_soak.py" \
+    "$repo_root/tests/serve/test_operations.py" -k "not mpirun"
 
   # The fuzzers (fuzz/: GGUF, safetensors, tokenizer.json, OpenAI request, HTTP request, wire), each for 20 s
   # from its checked-in seeds, under libFuzzer with ASan + UBSan; long runs: scripts/fuzz.sh.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -11,6 +12,7 @@
 #include "common/check.h"
 #include "coordinator/api/errors.h"
 #include "coordinator/stream/completion_stream.h"
+#include "monitoring/log_format.h"
 #include "monitoring/metrics.h"
 
 namespace tessera::coordinator::api {
@@ -95,16 +97,35 @@ static std::string log_token(const std::string& s) {
   return s.size() > 256 ? out + "..." : out;
 }
 
-void Api::access_log(const std::string& method, const std::string& path, int status, SteadyClock::time_point t0,
-                     const std::string& id, const stream::JobSummary* job) const {
-  const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
+void Api::access_log(const std::string& route, const std::string& method, const std::string& path, int status,
+                     SteadyClock::time_point t0, const std::string& id, const stream::JobSummary* job) const {
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  if (metrics_) metrics_->observe_http_duration(route, seconds);
+  const double ms = seconds * 1e3;
+  const double ttft_ms = job == nullptr || job->ttft_s < 0 ? -1.0 : job->ttft_s * 1e3;
+  if (monitoring::log_format_is_json()) {
+    nlohmann::ordered_json f = {{"event", "access"},
+                                {"method", log_token(method)},
+                                {"path", log_token(path)},
+                                {"status", status},
+                                {"latency_ms", std::round(ms * 10) / 10}};
+    if (job != nullptr) {
+      f["request_id"] = id;
+      f["prompt_tokens"] = job->prompt_tokens;
+      f["cached_tokens"] = job->cached_tokens;
+      f["completion_tokens"] = job->completion_tokens;
+      if (ttft_ms >= 0) f["ttft_ms"] = std::round(ttft_ms * 10) / 10;
+    }
+    monitoring::log_fields(spdlog::level::info, f);
+    return;
+  }
   if (job == nullptr) {
     spdlog::info("access: {} {} {} {:.1f} ms", log_token(method), log_token(path), status, ms);
     return;
   }
   spdlog::info("access: {} {} {} {:.1f} ms id={} prompt_tokens={} cached_tokens={} completion_tokens={} ttft_ms={:.1f}",
                log_token(method), log_token(path), status, ms, id, job->prompt_tokens, job->cached_tokens,
-               job->completion_tokens, job->ttft_s < 0 ? -1.0 : job->ttft_s * 1e3);
+               job->completion_tokens, ttft_ms);
 }
 
 void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
@@ -157,7 +178,7 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
       r = detokenize(req.body);
     }
     count(route, r.status);
-    access_log(req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const ApiError& e) {
     http::HttpResponse r = to_response(e, options_.retry_after_s);
@@ -166,19 +187,19 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
         if (req.path == rt.path) r.headers.emplace_back("Allow", rt.method);
     }
     count(route, r.status);
-    access_log(req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const Error& e) {
     // Bad data found below the api layer (e.g. invalid UTF-8 in a text to tokenize).
     http::HttpResponse r = to_response(ApiError(ErrorKind::kInvalid, e.what()), options_.retry_after_s);
     count(route, r.status);
-    access_log(req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const std::exception& e) {
     http::HttpResponse r =
         to_response(ApiError(ErrorKind::kInternal, std::string("internal error: ") + e.what()), options_.retry_after_s);
     count(route, r.status);
-    access_log(req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   }
 }
@@ -209,8 +230,8 @@ void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::
     return to_response(ApiError(ErrorKind::kInternal, message), retry);
   };
   hooks.on_status = [this, route](int status) { count(route, status); };
-  hooks.on_done = [this, method = req.method, path = req.path, t0, id = jo.id](const stream::JobSummary& done) {
-    access_log(method, path, done.status, t0, id, &done);
+  hooks.on_done = [this, route, method = req.method, path = req.path, t0, id = jo.id](const stream::JobSummary& done) {
+    access_log(route, method, path, done.status, t0, id, &done);
   };
   auto job = std::make_shared<stream::CompletionJob>(std::move(jo), tokenizer_, ex, std::move(hooks));
 

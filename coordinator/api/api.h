@@ -69,9 +69,10 @@ class Api {
   http::HttpResponse detokenize(const std::string& body) const;
   http::HttpResponse models() const;
   void count(const std::string& route, int status) const;
-  // The access log: one info line per request when it is answered (a completion when its last token is out).
-  void access_log(const std::string& method, const std::string& path, int status, SteadyClock::time_point t0,
-                  const std::string& id, const stream::JobSummary* job) const;
+  // The access log: one info line per request when it is answered (a completion when its last token is out),
+  // and its duration into the HTTP histogram.
+  void access_log(const std::string& route, const std::string& method, const std::string& path, int status,
+                  SteadyClock::time_point t0, const std::string& id, const stream::JobSummary* job) const;
 
   ApiOptions options_;
   const tokenizer::Tokenizer* tokenizer_;

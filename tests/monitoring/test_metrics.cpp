@@ -227,17 +227,33 @@ TEST(Metrics, FreshExpositionParsesWithEveryFamily) {
   tessera::monitoring::Metrics m("smollm2");
   Exposition e = parse(m.exposition());
   // Families whose series carry a label beyond model_name (rank, route/status) appear with their first series.
-  for (const char* f : {"tessera_rank_step_seconds", "tessera_allreduce_seconds", "tessera_http_requests_total"})
+  for (const char* f : {"tessera_rank_step_seconds", "tessera_allreduce_seconds", "tessera_http_requests_total",
+                        "tessera_http_request_duration_seconds"})
     EXPECT_FALSE(e.types.count(f)) << f;
   m.observe_rank_step_time(0, 0.01);
   m.observe_allreduce_time(0, 0.001);
   m.count_http_request("/health", 200);
+  m.observe_http_duration("/health", 0.002);
   e = parse(m.exposition());
   for (const char* f : kFamilies) EXPECT_TRUE(e.types.count(f)) << f;
+  EXPECT_EQ(e.value("tessera_http_request_duration_seconds_count", {{"route", "/health"}}), 1.0);
+  EXPECT_EQ(e.value("tessera_http_request_duration_seconds_bucket", {{"route", "/health"}, {"le", "0.0025"}}), 1.0);
+  // The process families (Prometheus' standard names, no labels), read from /proc at the scrape.
+  EXPECT_EQ(e.types.at("process_cpu_seconds_total"), "counter");
+  EXPECT_GT(e.value("process_resident_memory_bytes"), 1e6);
+  EXPECT_GT(e.value("process_open_fds"), 2.0);
+  EXPECT_GE(e.value("process_max_fds"), e.value("process_open_fds"));
+  EXPECT_GE(e.value("process_threads"), 1.0);
+  EXPECT_GT(e.value("process_start_time_seconds"), 1.7e9);
   EXPECT_EQ(e.types.at("tessera_request_success_total"), "counter");
   EXPECT_EQ(e.types.at("tessera_num_requests_running"), "gauge");
   EXPECT_EQ(e.types.at("tessera_time_to_first_token_seconds"), "histogram");
-  for (const auto& s : e.samples) EXPECT_EQ(s.labels.at("model_name"), "smollm2") << s.name;
+  for (const auto& s : e.samples) {
+    if (s.name.rfind("process_", 0) == 0)
+      EXPECT_TRUE(s.labels.empty()) << s.name;
+    else
+      EXPECT_EQ(s.labels.count("model_name") ? s.labels.at("model_name") : "", "smollm2") << s.name;
+  }
   // Finish reasons exist at zero before the first request, as in vLLM (rate() needs the series).
   for (const char* r : {"stop", "length", "abort", "error"})
     EXPECT_EQ(e.value("tessera_request_success_total", {{"finished_reason", r}}), 0.0) << r;

@@ -38,14 +38,15 @@ class Served:
 
     bin: the tessera binary (default TESSERA_BIN). stderr_path: write the server's stderr there (else a pipe,
     read only when it fails to start). ready_headers: sent with the /ready polls (a server whose /ready needs the
-    API key). env: extra environment variables."""
+    API key). env: extra environment variables. launcher: a command put in front (`tessera launch --`);
+    mpi_args: more mpirun options (tp > 0)."""
 
     def __init__(self, model, *args, tp=0, ready_timeout=180, bin=None, stderr_path=None, ready_headers=None,
-                 env=None):
+                 env=None, launcher=(), mpi_args=()):
         self.port = free_port()
         self.tp = tp
         self.stderr_path = stderr_path
-        cmd = ([] if tp == 0 else MPIRUN + ["-np", str(tp + 1)]) + [
+        cmd = list(launcher) + ([] if tp == 0 else MPIRUN + list(mpi_args) + ["-np", str(tp + 1)]) + [
             bin or BIN, "serve", "--model", model, "--host", "127.0.0.1", "--port", str(self.port), *args]
         if tp:
             cmd += ["--tp", str(tp)]
@@ -111,10 +112,13 @@ class Served:
         return parse_exposition(r.text)
 
     def rank_pids(self):
-        """Under mpirun: {world rank: pid} of the processes mpirun started (read from their environment)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        """Under mpirun: {world rank: pid} of the processes mpirun started (read from their environment); mpirun
+        is our child or, under a launcher, its child."""
+        def children(pid):
+            out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+            return list(map(int, out))
         ranks = {}
-        for pid in map(int, out):
+        for pid in children(self.proc.pid) + [g for c in children(self.proc.pid) for g in children(c)]:
             try:
                 env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
             except OSError:

@@ -68,3 +68,10 @@ if [[ $sanitize == 1 ]]; then
   echo "== fuzz/ smoke (scripts/fuzz.sh --smoke)"
   bash scripts/fuzz.sh --smoke
 fi
+
+# Slow tests, only with TESSERA_SLOW=1: the container images' runtime stage run in a debootstrapped Debian 12 root
+# (tests/deploy/test_image_steps.sh; root, network; deploy/docker/README.md says what it covers).
+if [[ "${TESSERA_SLOW:-0}" == 1 ]]; then
+  echo "== tests/deploy/test_image_steps.sh (TESSERA_SLOW=1)"
+  bash tests/deploy/test_image_steps.sh "$build_dir"
+fi

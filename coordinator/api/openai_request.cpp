@@ -1,7 +1,10 @@
 // coordinator/api/openai_request.cpp — field by field validation of OpenAI request bodies.
 #include "coordinator/api/openai_request.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <string_view>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -76,6 +79,69 @@ std::vector<int32_t> encode_text(const std::string& text, const std::string& nam
   }
 }
 
+// Every top-level field a completion or chat request may carry: honoured, or accepted with no effect because it
+// changes nothing here (documented in docs/api.md). Anything else is refused by name (refuse_unsupported below, or
+// as unrecognized): a field that is silently ignored is a wrong answer the client cannot see.
+constexpr std::string_view kCommonFields[] = {
+    "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "n", "seed", "presence_penalty",
+    "frequency_penalty", "stop", "stream", "stream_options", "ignore_eos", "return_token_ids", "logprobs",
+    // accepted, no effect: who asks (OpenAI's abuse-monitoring ids), tags, a cache hint (prefix caching is automatic)
+    "user", "safety_identifier", "metadata", "prompt_cache_key",
+    // checked below: refused unless they ask for what is done anyway
+    "best_of", "store", "service_tier"};
+constexpr std::string_view kCompletionFields[] = {"prompt", "echo", "suffix"};
+constexpr std::string_view kChatFields[] = {"messages",    "top_logprobs",        "tools",
+                                            "tool_choice", "parallel_tool_calls", "response_format"};
+
+bool listed(std::string_view key, bool chat) {
+  const auto in = [&](const auto& list) { return std::find(std::begin(list), std::end(list), key) != std::end(list); };
+  return in(kCommonFields) || (chat ? in(kChatFields) : in(kCompletionFields));
+}
+
+void refuse_unrecognized(const json& body, bool chat) {
+  for (const auto& [key, value] : body.items()) {
+    if (value.is_null() || listed(key, chat)) continue;
+    throw ApiError(ErrorKind::kInvalid,
+                   "Unrecognized request argument supplied: " + describe_value(json(key)) +
+                       (chat ? " (a chat completion field: docs/api.md lists every one)"
+                             : " (a completion field: docs/api.md lists every one)"),
+                   key.size() <= 64 ? key : key.substr(0, 64));
+  }
+}
+
+// The fields whose every value but the no-op one asks for something this server does not do.
+void refuse_unsupported(const json& body, bool chat, int64_t n) {
+  if (const json* v = field(body, "best_of")) {
+    if (!v->is_number_integer() || v->get<int64_t>() != n)
+      bad("best_of", "only best_of = n (" + std::to_string(n) + ") is supported: choices are not ranked, got " +
+                         describe_value(*v));
+  }
+  if (const json* v = field(body, "store")) {
+    if (!v->is_boolean() || v->get<bool>()) bad("store", "this server stores no completions: only false is accepted");
+  }
+  if (const json* v = field(body, "service_tier")) {
+    if (!v->is_string() || (*v != "auto" && *v != "default"))
+      bad("service_tier", "this server has one tier: 'auto' or 'default', got " + describe_value(*v));
+  }
+  if (const json* v = field(body, "metadata"); v && !v->is_object()) bad("metadata", "must be an object");
+  if (chat) {
+    if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
+      bad("tools", "tool calling is not supported: the model's chat template declares no tool support");
+    if (const json* v = field(body, "tool_choice"); v && *v != "none")
+      bad("tool_choice", "tool calling is not supported: only 'none' is accepted");
+    if (const json* v = field(body, "response_format")) {
+      const json* type = v->is_object() ? field(*v, "type") : nullptr;
+      if (!type || *type != "text")
+        bad("response_format",
+            "structured output (json_object, json_schema) is not supported yet: only "
+            "{\"type\": \"text\"} is accepted");
+    }
+  } else if (const json* v = field(body, "suffix");
+             v && !(v->is_string() && v->get_ref<const std::string&>().empty())) {
+    bad("suffix", "insertion (a suffix after the completion) is not supported");
+  }
+}
+
 }  // namespace
 
 json parse_request_body(std::string_view body) {
@@ -114,11 +180,20 @@ std::vector<tokenizer::ChatMessage> parse_messages(const json& messages) {
     const json& m = messages[i];
     const std::string where = "messages[" + std::to_string(i) + "]";
     if (!m.is_object()) bad(where, "must be an object with 'role' and 'content'");
+    for (const auto& [key, value] : m.items()) {
+      if (key == "role" || key == "content" || key == "name" || value.is_null()) continue;
+      bad(where + "." + (key.size() <= 64 ? key : key.substr(0, 64)),
+          key == "tool_calls" || key == "tool_call_id" || key == "function_call"
+              ? "tool calling is not supported: the model's chat template declares no tool support"
+              : "is not a message field this server knows (role, content, name)");
+    }
     const json* role = field(m, "role");
     if (!role || !role->is_string()) bad(where + ".role", "is required and must be a string");
     std::string role_name = role->get<std::string>();
     // OpenAI's "developer" is the system role of newer models; tool messages need tool support (not served).
     if (role_name == "developer") role_name = "system";
+    if (role_name == "tool" || role_name == "function")
+      bad(where + ".role", "'" + role_name + "' messages need tool calling, which is not supported");
     if (role_name != "system" && role_name != "user" && role_name != "assistant")
       bad(where + ".role", "must be 'system', 'developer', 'user' or 'assistant', got " + describe_value(*role));
     tokenizer::ChatMessage msg{role_name, ""};
@@ -128,11 +203,15 @@ std::vector<tokenizer::ChatMessage> parse_messages(const json& messages) {
     } else if (content->is_string()) {
       msg.content = content->get<std::string>();
     } else if (content->is_array()) {
-      for (const json& part : *content) {
+      for (size_t j = 0; j < content->size(); ++j) {
+        const json& part = (*content)[j];
+        const std::string at = where + ".content[" + std::to_string(j) + "]";
         const json* type = part.is_object() ? field(part, "type") : nullptr;
         const json* text = part.is_object() ? field(part, "text") : nullptr;
-        if (!type || *type != "text" || !text || !text->is_string())
-          bad(where + ".content", "only text parts ({\"type\": \"text\", \"text\": ...}) are supported");
+        if (type && type->is_string() && *type != "text")
+          bad(at, "a " + describe_value(*type) + " part: this model reads text only ({\"type\": \"text\", ...})");
+        if (!type || !text || !text->is_string())
+          bad(at, "only text parts ({\"type\": \"text\", \"text\": ...}) are supported");
         msg.content += text->get<std::string>();
       }
     } else {
@@ -146,6 +225,7 @@ std::vector<tokenizer::ChatMessage> parse_messages(const json& messages) {
 CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& limits,
                                   const tokenizer::Tokenizer* tok) {
   if (!body.is_object()) throw ApiError(ErrorKind::kInvalid, "the request body must be a JSON object");
+  refuse_unrecognized(body, chat);
   CompletionParams p;
   p.chat = chat;
   if (const json* m = field(body, "model")) {
@@ -226,6 +306,7 @@ CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& 
 
   // --- sampling ---
   p.n = static_cast<int32_t>(integer(body, "n", 1, 1, limits.max_n));
+  refuse_unsupported(body, chat, p.n);
   // The ranges are common/sampling.h's (SamplingParams::validate, which the scheduler runs again), except
   // temperature, which OpenAI's API caps at 2 (the sampler takes any finite value >= 0).
   constexpr double kApiMaxTemperature = 2.0;

@@ -27,6 +27,16 @@ std::string quoted(beast::string_view s) {
   return "'" + out + (s.size() > 64 ? "...'" : "'");
 }
 
+// A client's X-Request-Id as given when every byte is one a log line and a header can carry as is, else "" (the
+// server then makes one): no spaces, quotes or control bytes, so it can neither split a log line nor a header.
+std::string usable_request_id(beast::string_view v) {
+  if (v.empty() || v.size() > 128) return "";
+  for (const char c : v)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("-_.:/=+").find(c) == std::string_view::npos)
+      return "";
+  return std::string(v.data(), v.size());
+}
+
 }  // namespace
 
 void configure_parser(RequestParser& parser, const ReadLimits& limits) {
@@ -78,6 +88,7 @@ HttpRequest take_request(RequestParser& parser) {
   const beast::string_view target = msg.target();
   req.path = std::string(target.substr(0, target.find('?')));
   if (auto it = msg.find(bhttp::field::authorization); it != msg.end()) req.authorization = std::string(it->value());
+  if (auto it = msg.find("X-Request-Id"); it != msg.end()) req.request_id = usable_request_id(it->value());
   req.body = std::move(msg.body());
   return req;
 }

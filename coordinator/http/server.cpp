@@ -17,10 +17,12 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <future>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <unordered_map>
 
 #include "common/check.h"
@@ -60,14 +62,25 @@ struct Server::Impl {
 
 namespace {
 
+// "req-" + 24 hex digits from a per-thread generator seeded from the OS.
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "req-%016llx%08x", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned>(rng() & 0xffffffffu));
+  return buf;
+}
+
 std::string status_line(int status) {
   const auto reason = bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(status)));
   return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason.data(), reason.size()) + "\r\n";
 }
 
-std::string format_head(int status, const std::string& content_type, const Headers& headers, bool keep_alive) {
+std::string format_head(int status, const std::string& content_type, const Headers& headers, bool keep_alive,
+                        const std::string& request_id) {
   std::string s = status_line(status);
   s += "Server: tessera\r\nContent-Type: " + content_type + "\r\n";
+  s += "X-Request-Id: " + request_id + "\r\n";
   s += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   for (const auto& [k, v] : headers) s += k + ": " + v + "\r\n";
   return s;
@@ -181,14 +194,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
  public:
-  ExchangeImpl(std::shared_ptr<Session> session, bool keep_alive)
-      : session_(std::move(session)), keep_alive_(keep_alive) {}
+  ExchangeImpl(std::shared_ptr<Session> session, bool keep_alive, std::string request_id)
+      : session_(std::move(session)), keep_alive_(keep_alive), request_id_(std::move(request_id)) {}
 
   void respond(HttpResponse r) override {
     post([r = std::move(r)](ExchangeImpl& self) mutable {
       if (self.ended_ || self.streaming_) return;
       self.ended_ = true;
-      std::string s = format_head(r.status, r.content_type, r.headers, self.keep_alive_);
+      std::string s = format_head(r.status, r.content_type, r.headers, self.keep_alive_, self.request_id_);
       s += "Content-Length: " + std::to_string(r.body.size()) + "\r\n\r\n";
       s += r.body;
       self.session_->enqueue(std::move(s));
@@ -199,7 +212,7 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
     post([status, ct = std::move(content_type), h = std::move(headers)](ExchangeImpl& self) {
       if (self.ended_ || self.streaming_) return;
       self.streaming_ = true;
-      std::string s = format_head(status, ct, h, self.keep_alive_);
+      std::string s = format_head(status, ct, h, self.keep_alive_, self.request_id_);
       s += "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
       self.session_->enqueue(std::move(s));
     });
@@ -251,6 +264,7 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
 
   std::shared_ptr<Session> session_;
   bool keep_alive_;
+  std::string request_id_;  // echoed as X-Request-Id
   std::atomic<bool> disconnected_{false};
   bool ended_ = false, streaming_ = false;
   std::function<void()> on_disconnect_;
@@ -296,7 +310,8 @@ void Session::reject(const FramingError& error) {
 
 void Session::dispatch(HttpRequest req) {
   ending_ = false;
-  current_ = std::make_shared<ExchangeImpl>(shared_from_this(), keep_alive_);
+  if (req.request_id.empty()) req.request_id = new_request_id();
+  current_ = std::make_shared<ExchangeImpl>(shared_from_this(), keep_alive_, req.request_id);
   impl_->open.fetch_add(1);
   ++watch_gen_;
   watch();

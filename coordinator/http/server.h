@@ -36,6 +36,9 @@ struct HttpRequest {
   std::string path;    // the target without its query string
   std::string body;
   std::string authorization;  // the Authorization header ("" when absent)
+  // The client's X-Request-Id when it is a usable one (1..128 bytes of letters, digits and -_.:/=+), else one the
+  // server made ("req-" + 24 hex digits). Every response carries it back as X-Request-Id; the access log names it.
+  std::string request_id;
   // Set when the request could not be read (request_reader.h): the status it earns (400, 408, 413, 415, 431,
   // 501, 505) and why. method and path are "" unless its header was read.
   int error_status = 0;

@@ -197,12 +197,12 @@ const Accepted kAccepted[] = {
     {"chat defaults", kChat, R"({"messages":[{"role":"user","content":"hi"}]})",
      R"({"prompt_texts":["<S>user\nhi<E>\n<S>assistant\n"],"max_tokens":20,"n":1,"temperature":1,"top_p":1,)"
      R"("top_k":-1,"logprobs":false,"n_logprobs":0,"stop":[],"echo":false,"stream":false,"return_token_ids":false})"},
-    // Every accepted field with a normal value (and an unknown one, ignored).
+    // Every accepted field with a normal value.
     {"every completions field", kCmpl,
      R"({"model":"m","prompt":"hi","max_tokens":7,"n":2,"temperature":0.7,"top_p":0.9,"top_k":40,)"
      R"("presence_penalty":0.5,"frequency_penalty":-0.5,"seed":1234,"logprobs":3,"stop":["\n","END"],)"
      R"("echo":true,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true},)"
-     R"("return_token_ids":true,"user":"alice","unknown_field":{"ignored":[1,2]}})",
+     R"("return_token_ids":true,"user":"alice","unknown_field":null})",
      R"({"prompt_texts":["hi"],"max_tokens":7,"n":2,"temperature":0.7,"top_p":0.9,"top_k":40,)"
      R"("presence_penalty":0.5,"frequency_penalty":-0.5,"seed":1234,"logprobs":true,"n_logprobs":3,)"
      R"("stop":["\n","END"],"echo":true,"echo_texts":["hi"],"ignore_eos":true,"stream":true,"include_usage":true,)"
@@ -248,8 +248,16 @@ const Accepted kAccepted[] = {
     {"chat content as text parts", kChat,
      R"({"messages":[{"role":"user","content":[{"type":"text","text":"h"},{"type":"text","text":"i"}]}]})",
      R"({"prompt_texts":["<S>user\nhi<E>\n<S>assistant\n"]})"},
-    {"chat echo is ignored", kChat, R"({"messages":[{"role":"user","content":"hi"}],"echo":true})",
-     R"({"echo":false,"echo_texts":[]})"},
+    {"chat message name is accepted", kChat, R"({"messages":[{"role":"user","content":"hi","name":"al"}]})",
+     R"({"prompt_texts":["<S>user\nhi<E>\n<S>assistant\n"]})"},
+
+    // --- fields that ask for nothing this server does not do (docs/api.md's table) ---
+    {"no-op values of the refused fields", kChat,
+     R"({"messages":[{"role":"user","content":"hi"}],"n":2,"best_of":2,"tools":[],"tool_choice":"none",)"
+     R"("parallel_tool_calls":true,"response_format":{"type":"text"},"store":false,"service_tier":"auto",)"
+     R"("metadata":{"k":"v"},"safety_identifier":"s","prompt_cache_key":"c"})",
+     R"({"n":2})"},
+    {"empty suffix and best_of = n", kCmpl, R"({"prompt":"a","suffix":"","best_of":1})", R"({"n":1})"},
 
     // --- each range at its boundary ---
     {"max_tokens 1", kCmpl, R"({"prompt":"a","max_tokens":1})", R"({"max_tokens":1})"},
@@ -293,7 +301,8 @@ const Accepted kAccepted[] = {
 })"},
     {"stream_options without include_usage", kCmpl, R"({"prompt":"a","stream":true,"stream_options":{}})",
      R"({"stream":true,"include_usage":false})"},
-    {"nested 64 levels deep (the limit)", kCmpl, R"({"prompt":"a","x":${63*[}${63*]}})", R"({"prompt_texts":["a"]})"},
+    {"nested 64 levels deep (the limit)", kCmpl, R"({"prompt":"a","metadata":{"k":${62*[}${62*]}}})",
+     R"({"prompt_texts":["a"]})"},
 };
 
 TEST(OpenAiRequest, AcceptedBodiesGiveTheseFields) {
@@ -357,7 +366,7 @@ const Rejected kRejected[] = {
      "this model has no tokenizer: send token ids", Tok::kNone},
 
     // --- chat messages ---
-    {"messages missing", kChat, R"({"prompt":"a"})", 400, "messages", "is required"},
+    {"messages missing", kChat, R"({"max_tokens":3})", 400, "messages", "is required"},
     {"messages empty", kChat, R"({"messages":[]})", 400, "messages", "must be a non-empty array"},
     {"messages a string", kChat, R"({"messages":"hi"})", 400, "messages", "must be a non-empty array"},
     {"message not an object", kChat, R"({"messages":["hi"]})", 400, "messages[0]", "must be an object"},
@@ -365,7 +374,13 @@ const Rejected kRejected[] = {
     {"role not a string", kChat, R"({"messages":[{"role":1,"content":"hi"}]})", 400, "messages[0].role",
      "must be a string"},
     {"role tool", kChat, R"({"messages":[{"role":"user","content":"a"},{"role":"tool","content":"b"}]})", 400,
-     "messages[1].role", "must be 'system', 'developer', 'user' or 'assistant', got \"tool\""},
+     "messages[1].role", "'tool' messages need tool calling, which is not supported"},
+    {"role function", kChat, R"({"messages":[{"role":"function","content":"b"}]})", 400, "messages[0].role",
+     "'function' messages need tool calling"},
+    {"a message with tool_calls", kChat, R"({"messages":[{"role":"assistant","content":"","tool_calls":[{}]}]})", 400,
+     "messages[0].tool_calls", "tool calling is not supported"},
+    {"an unknown message field", kChat, R"({"messages":[{"role":"user","content":"a","mood":"x"}]})", 400,
+     "messages[0].mood", "is not a message field"},
     {"role unknown", kChat, R"({"messages":[{"role":"wizard","content":"hi"}]})", 400, "messages[0].role",
      "got \"wizard\""},
     {"content missing", kChat, R"({"messages":[{"role":"user","content":"a"},{"role":"assistant"}]})", 400,
@@ -375,10 +390,13 @@ const Rejected kRejected[] = {
     {"content a number", kChat, R"({"messages":[{"role":"user","content":5}]})", 400, "messages[0].content",
      "must be a string or a list of text parts"},
     {"content an image part", kChat,
-     R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]})", 400,
-     "messages[0].content", "only text parts"},
+     R"({"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{}}]}]})",
+     400, "messages[0].content[1]", "a \"image_url\" part: this model reads text only"},
+    {"content an audio part", kChat,
+     R"({"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]})", 400,
+     "messages[0].content[0]", "a \"input_audio\" part"},
     {"content a text part without a string", kChat,
-     R"({"messages":[{"role":"user","content":[{"type":"text","text":5}]}]})", 400, "messages[0].content",
+     R"({"messages":[{"role":"user","content":[{"type":"text","text":5}]}]})", 400, "messages[0].content[0]",
      "only text parts"},
     {"chat prompt over the prompt limit", kChat, R"({"messages":[{"role":"user","content":"${40*a}"}]
 })",
@@ -467,6 +485,35 @@ const Rejected kRejected[] = {
      R"({"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":"yes"}})", 400, "include_usage",
      "must be a boolean"},
     {"user a number", kCmpl, R"({"prompt":"a","user":5})", 400, "user", "must be a string"},
+
+    // --- fields refused by name: unknown, or asking for what this server does not do ---
+    {"an unknown field", kCmpl, R"({"prompt":"a","frobnicate":1})", 400, "frobnicate",
+     "Unrecognized request argument supplied: \"frobnicate\""},
+    {"an unknown vLLM field", kChat, R"({"messages":[{"role":"user","content":"hi"}],"use_beam_search":true})", 400,
+     "use_beam_search", "Unrecognized request argument"},
+    {"echo on chat", kChat, R"({"messages":[{"role":"user","content":"hi"}],"echo":true})", 400, "echo",
+     "a chat completion field"},
+    {"top_logprobs on completions", kCmpl, R"({"prompt":"a","top_logprobs":2})", 400, "top_logprobs",
+     "a completion field"},
+    {"tools", kChat, R"({"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]})", 400, "tools",
+     "tool calling is not supported"},
+    {"tool_choice auto", kChat, R"({"messages":[{"role":"user","content":"hi"}],"tool_choice":"auto"})", 400,
+     "tool_choice", "only 'none'"},
+    {"functions", kChat, R"({"messages":[{"role":"user","content":"hi"}],"functions":[{}]})", 400, "functions",
+     "Unrecognized request argument"},
+    {"response_format json_object", kChat,
+     R"({"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}})", 400,
+     "response_format", "structured output"},
+    {"response_format a string", kChat, R"({"messages":[{"role":"user","content":"hi"}],"response_format":"json"})",
+     400, "response_format", "structured output"},
+    {"best_of 2 with n 1", kCmpl, R"({"prompt":"a","best_of":2})", 400, "best_of", "only best_of = n (1)"},
+    {"best_of a string", kCmpl, R"({"prompt":"a","n":2,"best_of":"2"})", 400, "best_of", "only best_of = n (2)"},
+    {"suffix", kCmpl, R"({"prompt":"a","suffix":"}"})", 400, "suffix", "insertion"},
+    {"store true", kChat, R"({"messages":[{"role":"user","content":"hi"}],"store":true})", 400, "store", "only false"},
+    {"service_tier flex", kCmpl, R"({"prompt":"a","service_tier":"flex"})", 400, "service_tier", "one tier"},
+    {"metadata a list", kCmpl, R"({"prompt":"a","metadata":[1]})", 400, "metadata", "must be an object"},
+    {"audio output", kChat, R"({"messages":[{"role":"user","content":"hi"}],"audio":{"voice":"x"}})", 400, "audio",
+     "Unrecognized request argument"},
 };
 
 TEST(OpenAiRequest, RefusedBodiesGiveThisStatusParamAndMessage) {

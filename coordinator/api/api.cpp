@@ -97,8 +97,11 @@ static std::string log_token(const std::string& s) {
   return s.size() > 256 ? out + "..." : out;
 }
 
-void Api::access_log(const std::string& route, const std::string& method, const std::string& path, int status,
-                     SteadyClock::time_point t0, const std::string& id, const stream::JobSummary* job) const {
+void Api::access_log(const std::string& route, const http::HttpRequest& req, int status, SteadyClock::time_point t0,
+                     const std::string& id, const stream::JobSummary* job) const {
+  const std::string& method = req.method;
+  const std::string& path = req.path;
+  const std::string request_id = log_token(req.request_id);
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   if (metrics_) metrics_->observe_http_duration(route, seconds);
   const double ms = seconds * 1e3;
@@ -108,9 +111,10 @@ void Api::access_log(const std::string& route, const std::string& method, const 
                                 {"method", log_token(method)},
                                 {"path", log_token(path)},
                                 {"status", status},
-                                {"latency_ms", std::round(ms * 10) / 10}};
+                                {"latency_ms", std::round(ms * 10) / 10},
+                                {"request_id", request_id}};
     if (job != nullptr) {
-      f["request_id"] = id;
+      f["id"] = id;
       f["prompt_tokens"] = job->prompt_tokens;
       f["cached_tokens"] = job->cached_tokens;
       f["completion_tokens"] = job->completion_tokens;
@@ -120,12 +124,15 @@ void Api::access_log(const std::string& route, const std::string& method, const 
     return;
   }
   if (job == nullptr) {
-    spdlog::info("access: {} {} {} {:.1f} ms", log_token(method), log_token(path), status, ms);
+    spdlog::info("access: {} {} {} {:.1f} ms request_id={}", log_token(method), log_token(path), status, ms,
+                 request_id);
     return;
   }
-  spdlog::info("access: {} {} {} {:.1f} ms id={} prompt_tokens={} cached_tokens={} completion_tokens={} ttft_ms={:.1f}",
-               log_token(method), log_token(path), status, ms, id, job->prompt_tokens, job->cached_tokens,
-               job->completion_tokens, ttft_ms);
+  spdlog::info(
+      "access: {} {} {} {:.1f} ms request_id={} id={} prompt_tokens={} cached_tokens={} completion_tokens={} "
+      "ttft_ms={:.1f}",
+      log_token(method), log_token(path), status, ms, request_id, id, job->prompt_tokens, job->cached_tokens,
+      job->completion_tokens, ttft_ms);
 }
 
 void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
@@ -178,7 +185,7 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
       r = detokenize(req.body);
     }
     count(route, r.status);
-    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const ApiError& e) {
     http::HttpResponse r = to_response(e, options_.retry_after_s);
@@ -187,19 +194,19 @@ void Api::handle(http::HttpRequest req, std::shared_ptr<http::Exchange> ex) {
         if (req.path == rt.path) r.headers.emplace_back("Allow", rt.method);
     }
     count(route, r.status);
-    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const Error& e) {
     // Bad data found below the api layer (e.g. invalid UTF-8 in a text to tokenize).
     http::HttpResponse r = to_response(ApiError(ErrorKind::kInvalid, e.what()), options_.retry_after_s);
     count(route, r.status);
-    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   } catch (const std::exception& e) {
     http::HttpResponse r =
         to_response(ApiError(ErrorKind::kInternal, std::string("internal error: ") + e.what()), options_.retry_after_s);
     count(route, r.status);
-    access_log(route, req.method, req.path, r.status, t0, "", nullptr);
+    access_log(route, req, r.status, t0, "", nullptr);
     ex->respond(std::move(r));
   }
 }
@@ -230,8 +237,12 @@ void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::
     return to_response(ApiError(ErrorKind::kInternal, message), retry);
   };
   hooks.on_status = [this, route](int status) { count(route, status); };
-  hooks.on_done = [this, route, method = req.method, path = req.path, t0, id = jo.id](const stream::JobSummary& done) {
-    access_log(route, method, path, done.status, t0, id, &done);
+  http::HttpRequest logged;  // what the access line names: not the body
+  logged.method = req.method;
+  logged.path = req.path;
+  logged.request_id = req.request_id;
+  hooks.on_done = [this, route, logged = std::move(logged), t0, id = jo.id](const stream::JobSummary& done) {
+    access_log(route, logged, done.status, t0, id, &done);
   };
   auto job = std::make_shared<stream::CompletionJob>(std::move(jo), tokenizer_, ex, std::move(hooks));
 

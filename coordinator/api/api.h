@@ -71,8 +71,8 @@ class Api {
   void count(const std::string& route, int status) const;
   // The access log: one info line per request when it is answered (a completion when its last token is out),
   // and its duration into the HTTP histogram.
-  void access_log(const std::string& route, const std::string& method, const std::string& path, int status,
-                  SteadyClock::time_point t0, const std::string& id, const stream::JobSummary* job) const;
+  void access_log(const std::string& route, const http::HttpRequest& req, int status, SteadyClock::time_point t0,
+                  const std::string& id, const stream::JobSummary* job) const;
 
   ApiOptions options_;
   const tokenizer::Tokenizer* tokenizer_;

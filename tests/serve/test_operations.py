@@ -121,7 +121,8 @@ def test_json_log_format_is_one_object_per_line_with_the_access_fields(tmp_path)
     s = Served(TINY, "--set", "logging.format=json", "--set", "logging.stats_interval_s=0", stderr_path=str(log),
                env={"TESSERA_LOG_LEVEL": "info"})
     try:
-        done = s.post("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0, "ignore_eos": True})
+        done = s.post("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0, "ignore_eos": True},
+                      headers={"X-Request-Id": "client-7"})
         assert done.status_code == 200
         assert requests.get(s.url + "/no/such\"route").status_code == 404  # a quote in the path stays inside a string
     finally:
@@ -136,9 +137,11 @@ def test_json_log_format_is_one_object_per_line_with_the_access_fields(tmp_path)
     comp = [r for r in access if r["path"] == "/v1/completions"]
     assert len(comp) == 1, access
     c = comp[0]
-    assert c["status"] == 200 and c["method"] == "POST" and c["request_id"] == done.json()["id"]
+    assert c["status"] == 200 and c["method"] == "POST" and c["id"] == done.json()["id"]
+    assert c["request_id"] == "client-7" == done.headers["X-Request-Id"]
     assert c["prompt_tokens"] == 3 and c["completion_tokens"] == 5 and c["cached_tokens"] == 0
     assert 0 <= c["ttft_ms"] <= c["latency_ms"]
+    assert all(r["request_id"] for r in access)
     assert any(r["status"] == 404 and r["path"] in ('/no/such"route', "/no/such%22route") for r in access), access
 
 

@@ -71,11 +71,13 @@ def test_tokenize_detokenize(smol):
 def test_chat_france_raw_http(smol):
     conn = http.client.HTTPConnection("127.0.0.1", smol.port, timeout=120)
     body = json.dumps({"model": "SmolLM2-135M-Instruct.Q4_1", "messages": FRANCE, "max_tokens": 32,
-                       "temperature": 0, "some_unknown_field": {"x": 1}})
+                       "temperature": 0, "some_unknown_field": None})  # null: as if absent
+    ids = set()
     for _ in range(2):  # keep-alive: two requests on one connection
         conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
         resp = conn.getresponse()
         assert resp.status == 200
+        ids.add(resp.getheader("X-Request-Id"))
         j = json.loads(resp.read())
         assert j["object"] == "chat.completion" and j["id"].startswith("chatcmpl-")
         choice = j["choices"][0]
@@ -84,6 +86,28 @@ def test_chat_france_raw_http(smol):
         u = j["usage"]
         assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"] and u["completion_tokens"] > 0
     conn.close()
+    assert len(ids) == 2 and all(i and i.startswith("req-") for i in ids)  # one made per request
+
+
+@needs_smol
+def test_fields_not_honoured_are_refused_by_name_and_request_ids_come_back(smol):
+    chat = {"messages": FRANCE, "max_tokens": 4}
+    for extra, param in [({"frobnicate": 1}, "frobnicate"), ({"tools": [{"type": "function"}]}, "tools"),
+                         ({"response_format": {"type": "json_object"}}, "response_format"),
+                         ({"best_of": 3}, "best_of"), ({"use_beam_search": True}, "use_beam_search")]:
+        r = smol.post("/v1/chat/completions", dict(chat, **extra), headers={"X-Request-Id": "mine-1"})
+        assert_openai_error(r, 400)
+        assert r.json()["error"]["param"] == param, r.text
+        assert r.headers["X-Request-Id"] == "mine-1"
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
+    r = smol.post("/v1/chat/completions", {"messages": image})
+    assert_openai_error(r, 400)
+    assert r.json()["error"]["param"] == "messages[0].content[0]"
+    r = smol.post("/v1/completions", {"prompt": "a", "suffix": "b", "max_tokens": 2})
+    assert r.json()["error"]["param"] == "suffix"
+    # An id that could split a header or a log line is replaced by one of the server's.
+    r = requests.get(smol.url + "/health", headers={"X-Request-Id": "a b\"c"})
+    assert r.headers["X-Request-Id"].startswith("req-")
 
 
 @needs_smol

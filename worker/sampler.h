@@ -11,7 +11,8 @@
 //   temperature, then min-p, top-k and top-p):
 //     1. logit_bias (SamplingLists): logit[t] += bias[t].
 //     2. min_tokens: while step < min_tokens (step = tokens generated so far), logit[t] = -inf for every t in
-//        SamplingLists::stop_ids, so that neither EOS nor a stop_token_id can end the sequence early.
+//        SamplingLists::stop_ids, so that neither EOS nor a stop_token_id can end the sequence early. (vLLM
+//        masks before it adds the bias; -inf + bias = -inf, so the two orders agree.)
 //     3. repetition penalty, over the prompt's tokens and the generated ones, each token once:
 //          logit[t] > 0 ? logit[t] / repetition_penalty : logit[t] * repetition_penalty
 //     4. presence / frequency penalties, over generated tokens only:

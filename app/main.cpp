@@ -74,7 +74,8 @@ struct GenerateOptions {
   std::vector<std::string> prompt_ids;
   int32_t max_tokens = 16;
   float temperature = 0.0f, top_p = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
-  int32_t top_k = -1;
+  float repetition_penalty = 1.0f, min_p = 0.0f;
+  int32_t top_k = -1, min_tokens = 0;
   std::optional<uint64_t> seed;
   std::string output = "text";
   bool chat = false, ignore_eos = false;
@@ -102,6 +103,9 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
   sp.top_k = o.top_k;
   sp.presence_penalty = o.presence_penalty;
   sp.frequency_penalty = o.frequency_penalty;
+  sp.repetition_penalty = o.repetition_penalty;
+  sp.min_p = o.min_p;
+  sp.min_tokens = o.min_tokens;
   sp.seed = o.seed ? *o.seed : std::random_device{}();
   sp.validate();  // the ranges of common/sampling.h, named as the sampler names them
   std::vector<int32_t> stop_ids;
@@ -226,6 +230,9 @@ int main(int argc, char** argv) {
   gen->add_option("--top-k", g.top_k, "-1 or 0 = off");
   gen->add_option("--presence-penalty", g.presence_penalty, "[-2, 2]");
   gen->add_option("--frequency-penalty", g.frequency_penalty, "[-2, 2]");
+  gen->add_option("--repetition-penalty", g.repetition_penalty, "(0, 2], over prompt and generated tokens; 1 = off");
+  gen->add_option("--min-p", g.min_p, "[0, 1]; 0 = off");
+  gen->add_option("--min-tokens", g.min_tokens, "no end-of-sequence token before this many tokens");
   gen->add_option("--seed", g.seed, "sampling seed (default: random)");
   gen->add_option("--output", g.output, "text or json")->check(CLI::IsMember({"text", "json"}));
   gen->add_flag("--chat", g.chat, "wrap the prompt in the model's chat template as a user message");

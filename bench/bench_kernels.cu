@@ -359,8 +359,7 @@ int main(int argc, char** argv) {
         }
         TESSERA_CUDA_CHECK(cudaMemcpy(params, hp.data(), B * sizeof(tg::SampleParams), cudaMemcpyHostToDevice));
         const double ms = median_ms([&](int) {
-          TESSERA_STATUS_CHECK(
-              tg::sample_tokens(logits, B, V, params, nullptr, nullptr, nullptr, nullptr, 0, out, nullptr));
+          TESSERA_STATUS_CHECK(tg::sample_tokens(logits, B, V, params, nullptr, nullptr, nullptr, 0, out, nullptr));
         });
         row(std::string("sample_tokens ") + st.name, "B" + std::to_string(B) + " V" + std::to_string(V), ms,
             fmt("%.1f us/row", 1000.0 * ms / B), fmt("%.0f GB/s of logits", B * V * 4.0 / ms / 1e6));

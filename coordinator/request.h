@@ -54,7 +54,10 @@ struct Request {
   int32_t max_tokens = 16;
   int32_t n = 1;  // sequences; sequence i samples with seed + i
   SamplingParams sampling;
-  std::vector<int32_t> stop_ids;  // token ids that end a sequence (eos, <|im_end|>) unless ignore_eos
+  // Token ids that end a sequence: eos, <|im_end|> unless ignore_eos, and stop_token_ids. While fewer than
+  // sampling.min_tokens tokens were generated, the workers cannot sample them.
+  std::vector<int32_t> stop_ids;
+  std::vector<LogitBias> logit_bias;  // distinct tokens, at most kMaxLogitBias
   SteadyClock::time_point arrival = SteadyClock::now();
   SteadyClock::time_point deadline = SteadyClock::time_point::max();  // per-request timeout → abort
   std::shared_ptr<RequestSink> sink;

@@ -28,7 +28,12 @@ bool same(const SamplingParams& a, const SamplingParams& b) {
   // Field by field: the struct has padding, which the wire carries as it finds it.
   return same_bits(a.temperature, b.temperature) && same_bits(a.top_p, b.top_p) && a.top_k == b.top_k &&
          same_bits(a.presence_penalty, b.presence_penalty) && same_bits(a.frequency_penalty, b.frequency_penalty) &&
-         a.seed == b.seed && a.n_logprobs == b.n_logprobs;
+         a.seed == b.seed && a.n_logprobs == b.n_logprobs && same_bits(a.min_p, b.min_p) &&
+         same_bits(a.repetition_penalty, b.repetition_penalty) && a.min_tokens == b.min_tokens;
+}
+
+bool same(const tessera::LogitBias& a, const tessera::LogitBias& b) {
+  return a.token == b.token && same_bits(a.bias, b.bias);
 }
 
 bool same(const TopLogprob& a, const TopLogprob& b) { return a.token == b.token && same_bits(a.logprob, b.logprob); }
@@ -50,6 +55,9 @@ bool same(const StepPlan& a, const StepPlan& b) {
          same(a.prefill_pad, b.prefill_pad) && same(a.prefill_slots, b.prefill_slots) &&
          same(a.prefill_cached, b.prefill_cached) && same(a.prefill_sampling, b.prefill_sampling) &&
          same(a.prefill_history_len, b.prefill_history_len) && same(a.prefill_history, b.prefill_history) &&
+         same(a.prefill_bias_len, b.prefill_bias_len) && same(a.prefill_bias, b.prefill_bias) &&
+         same(a.prefill_stop_len, b.prefill_stop_len) && same(a.prefill_stop, b.prefill_stop) &&
+         same(a.prefill_prompt_len, b.prefill_prompt_len) && same(a.prefill_prompt, b.prefill_prompt) &&
          same(a.decode_tokens, b.decode_tokens) && same(a.decode_slots, b.decode_slots) &&
          same(a.decode_positions, b.decode_positions) && a.table_width == b.table_width && same(a.tables, b.tables);
 }

@@ -331,7 +331,7 @@ def http_seeds():
 
 
 # --- the coordinator <-> worker wire -------------------------------------------------------------------------------
-WIRE_MAGIC, WIRE_VERSION = 0x54455353, 3
+WIRE_MAGIC, WIRE_VERSION = 0x54455353, 4
 
 
 def wire_frame(payload):
@@ -343,17 +343,21 @@ def wire_vec(fmt, items):
                                                    struct.pack(fmt, x) for x in items)
 
 
-# SeqSampling as the C++ struct lays it out (x86-64): 5 × 4-byte fields, 4 bytes of padding, u64 seed, i32, padding.
-SAMPLING = "<ffiff4xQi4x"
+# SamplingParams as the C++ struct lays it out (x86-64): 5 × 4-byte fields, 4 bytes of padding, u64 seed, then
+# n_logprobs, min_p, repetition_penalty, min_tokens (48 bytes, no tail padding).
+SAMPLING = "<ffiff4xQiffi"
 
 
 def wire_plan(kind, step_id, n_slots=0, max_ctx=0, block_size=0, kv_bytes=0, release=(), cols=0, tokens=(),
-              pad=(), slots=(), cached=(), sampling=(), history_len=(), history=(), dtok=(), dslots=(), dpos=(),
-              width=0, tables=()):
+              pad=(), slots=(), cached=(), sampling=(), history_len=(), history=(), bias_len=(), bias=(),
+              stop_len=(), stop=(), prompt_len=(), prompt=(), dtok=(), dslots=(), dpos=(), width=0, tables=()):
     p = struct.pack("<IQiiiQ", kind, step_id, n_slots, max_ctx, block_size, kv_bytes) + wire_vec("<i", list(release))
     p += struct.pack("<i", cols) + wire_vec("<i", list(tokens)) + wire_vec("<i", list(pad))
     p += wire_vec("<i", list(slots)) + wire_vec("<i", list(cached)) + wire_vec(SAMPLING, list(sampling))
     p += wire_vec("<i", list(history_len)) + wire_vec("<i", list(history))
+    p += wire_vec("<i", list(bias_len)) + wire_vec("<if", list(bias))
+    p += wire_vec("<i", list(stop_len)) + wire_vec("<i", list(stop))
+    p += wire_vec("<i", list(prompt_len)) + wire_vec("<i", list(prompt))
     p += wire_vec("<i", list(dtok)) + wire_vec("<i", list(dslots)) + wire_vec("<i", list(dpos))
     p += struct.pack("<i", width) + wire_vec("<i", list(tables))
     return wire_frame(p)
@@ -370,9 +374,10 @@ def wire_result(step_id, tokens, logprobs, top, n_slots, error, t_step, t_coll, 
 def wire_seeds():
     return {
         "plan-step": wire_plan(1, 7, release=[3], cols=3, tokens=[0, 5, 6, 7, 8, 9], pad=[1, 0], slots=[0, 1],
-                               cached=[0, 16], sampling=[(0.0, 1.0, -1, 0.0, 0.0, 0, 0),
-                                                         (0.8, 0.95, 40, 0.5, -0.5, 1234, 2)],
-                               history_len=[0, 2], history=[21, 22], dtok=[11], dslots=[2], dpos=[17], width=2,
+                               cached=[0, 16], sampling=[(0.0, 1.0, -1, 0.0, 0.0, 0, 0, 0.0, 1.0, 0),
+                                                         (0.8, 0.95, 40, 0.5, -0.5, 1234, 2, 0.05, 1.2, 3)],
+                               history_len=[0, 2], history=[21, 22], bias_len=[0, 2], bias=[(5, -100.0), (9, 2.5)],
+                               stop_len=[0, 1], stop=[2], prompt_len=[0, 3], prompt=[6, 7, 8], dtok=[11], dslots=[2], dpos=[17], width=2,
                                tables=[4, -1, 0, 7, 2, 3]),
         "plan-configure": wire_plan(2, 0, n_slots=8, max_ctx=2048, block_size=16, kv_bytes=1 << 30),
         "plan-shutdown": wire_plan(3, 99),

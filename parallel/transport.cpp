@@ -9,6 +9,9 @@
 namespace tessera::parallel {
 namespace {
 
+// fuzz/make_seeds.py writes the wire's seeds with this layout by hand.
+static_assert(sizeof(SamplingParams) == 48 && sizeof(LogitBias) == 8, "update fuzz/make_seeds.py and the seeds");
+
 class Writer {
  public:
   template <typename T>
@@ -116,6 +119,12 @@ std::vector<uint8_t> encode_plan(const StepPlan& p) {
   w.put_vec(p.prefill_sampling);
   w.put_vec(p.prefill_history_len);
   w.put_vec(p.prefill_history);
+  w.put_vec(p.prefill_bias_len);
+  w.put_vec(p.prefill_bias);
+  w.put_vec(p.prefill_stop_len);
+  w.put_vec(p.prefill_stop);
+  w.put_vec(p.prefill_prompt_len);
+  w.put_vec(p.prefill_prompt);
   w.put_vec(p.decode_tokens);
   w.put_vec(p.decode_slots);
   w.put_vec(p.decode_positions);
@@ -144,6 +153,12 @@ StepPlan decode_plan(std::span<const uint8_t> bytes) {
   p.prefill_sampling = r.get_vec<SamplingParams>();
   p.prefill_history_len = r.get_vec<int32_t>();
   p.prefill_history = r.get_vec<int32_t>();
+  p.prefill_bias_len = r.get_vec<int32_t>();
+  p.prefill_bias = r.get_vec<LogitBias>();
+  p.prefill_stop_len = r.get_vec<int32_t>();
+  p.prefill_stop = r.get_vec<int32_t>();
+  p.prefill_prompt_len = r.get_vec<int32_t>();
+  p.prefill_prompt = r.get_vec<int32_t>();
   p.decode_tokens = r.get_vec<int32_t>();
   p.decode_slots = r.get_vec<int32_t>();
   p.decode_positions = r.get_vec<int32_t>();
@@ -153,8 +168,17 @@ StepPlan decode_plan(std::span<const uint8_t> bytes) {
   const size_t B = p.prefill_pad.size();
   uint64_t history = 0;
   for (int32_t n : p.prefill_history_len) history += n < 0 ? UINT64_MAX / 2 : static_cast<uint64_t>(n);
+  // A list's lengths: none (every row's list empty) or one per row, adding up to the concatenation.
+  auto list_ok = [B](const std::vector<int32_t>& lens, size_t total) {
+    if (lens.empty()) return total == 0;
+    uint64_t sum = 0;
+    for (int32_t n : lens) sum += n < 0 ? UINT64_MAX / 2 : static_cast<uint64_t>(n);
+    return lens.size() == B && sum == total;
+  };
   if (p.prefill_slots.size() != B || p.prefill_sampling.size() != B || p.prefill_cached.size() != B ||
       p.prefill_history_len.size() != B || history != p.prefill_history.size() || p.prefill_cols < 0 ||
+      !list_ok(p.prefill_bias_len, p.prefill_bias.size()) || !list_ok(p.prefill_stop_len, p.prefill_stop.size()) ||
+      !list_ok(p.prefill_prompt_len, p.prefill_prompt.size()) ||
       p.prefill_tokens.size() != B * static_cast<size_t>(p.prefill_cols) ||
       p.decode_slots.size() != p.decode_tokens.size() || p.decode_positions.size() != p.decode_tokens.size() ||
       p.table_width < 0 || p.tables.size() != static_cast<size_t>(p.n_rows()) * static_cast<size_t>(p.table_width))

@@ -23,7 +23,8 @@ namespace tessera::parallel {
 inline constexpr uint32_t kWireMagic = 0x54455353;  // "TESS"
 // 2: StepResult carries n_slots (the KV slots a kConfigure allocated).
 // 3: the paged KV cache: block tables, cached prefixes, resumed sequences, the block geometry.
-inline constexpr uint32_t kWireVersion = 3;
+// 4: SamplingParams gains min_p, repetition_penalty and min_tokens; the prefill rows' SamplingLists.
+inline constexpr uint32_t kWireVersion = 4;
 
 struct StepPlan {
   enum class Kind : uint32_t { kStep = 1, kConfigure = 2, kShutdown = 3 };
@@ -45,6 +46,18 @@ struct StepPlan {
   // A preempted sequence resuming: the tokens it generated before (their counts, and its sampler's step);
   // prefill_history_len [B] (0 for a new sequence), prefill_history their concatenation.
   std::vector<int32_t> prefill_history_len, prefill_history;
+  // Each prefill row's SamplingLists (common/sampling.h), sent once when the row opens its slot and kept with it:
+  // per list a length per row [B] (or none at all: every row's list is empty) and the rows' concatenation.
+  // Wire cost (measured on the seeds of fuzz/make_seeds.py): 48 bytes per plan for the six vector headers (a
+  // plan without prefill rows: 152 → 200 bytes); per prefill row 8 more bytes of SamplingParams (40 → 48), 4 per
+  // list some row of the group uses, 8 per logit_bias entry, 4 per stop id (only with min_tokens > 0) and 4 per
+  // distinct prompt token (only with a repetition penalty). Decode rows carry nothing more. 300 bias entries:
+  // 2.4 KB once per sequence, where a fixed array in SamplingParams would cost 2.4 KB per row in every plan
+  // that admits one and in every step's copy of the params to the GPU.
+  std::vector<int32_t> prefill_bias_len;
+  std::vector<LogitBias> prefill_bias;
+  std::vector<int32_t> prefill_stop_len, prefill_stop;
+  std::vector<int32_t> prefill_prompt_len, prefill_prompt;
   std::vector<int32_t> decode_tokens, decode_slots, decode_positions;  // [D]
   // Block tables, prefill rows then decode rows: [B + D, table_width] (a row's entries past its last block: -1).
   // table_width 0 (no tables): each row's one block is its slot, for a cache configured with block_size 0 (one

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <string>
 #include <span>
+#include <type_traits>
 
 #include "common/check.h"
 
@@ -18,7 +19,7 @@ std::vector<SampleRequest> Engine::requests(const std::vector<int32_t>& slots) c
   for (int32_t s : slots) {
     const auto& st = slots_[static_cast<size_t>(s)];
     TESSERA_CHECK(st.has_value());
-    rows.push_back({&st->params, st->step, &st->counts});
+    rows.push_back({&st->params, st->step, &st->counts, &st->lists});
   }
   return rows;
 }
@@ -95,17 +96,30 @@ parallel::StepResult Engine::execute(const parallel::StepPlan& plan) {
     g.cached = plan.prefill_cached;  // empty: nothing cached
     g.tables.width = width;
     g.tables.blocks.assign(all_tables.begin(), all_tables.begin() + static_cast<std::ptrdiff_t>(B * W));
-    size_t h = 0;
+    size_t h = 0, h_bias = 0, h_stop = 0, h_prompt = 0;
+    // Row b's share of one of the plan's concatenated lists (lengths empty: every row's list is empty).
+    auto take = [&](const auto& lens, const auto& all, size_t& at, size_t b, const char* what) {
+      using T = typename std::decay_t<decltype(all)>::value_type;
+      const auto n = static_cast<size_t>(b < lens.size() ? std::max(lens[b], 0) : 0);
+      if (at + n > all.size()) throw Error(std::string("plan's prefill ") + what + " is shorter than its lengths");
+      std::vector<T> v(all.begin() + static_cast<std::ptrdiff_t>(at),
+                       all.begin() + static_cast<std::ptrdiff_t>(at + n));
+      at += n;
+      return v;
+    };
     for (size_t b = 0; b < B; ++b) {
       const int32_t s = plan.prefill_slots[b];
       check_slot(s);
-      SlotState st{plan.prefill_sampling[b], 0, {}};
+      SlotState st{plan.prefill_sampling[b], 0, {}, {}};
       // A resumed sequence: its sampler goes on from the tokens it generated before its preemption.
       const auto n_hist = static_cast<size_t>(
           b < plan.prefill_history_len.size() ? std::max(plan.prefill_history_len[b], 0) : 0);  // empty: all new
       if (h + n_hist > plan.prefill_history.size()) throw Error("plan's prefill history is shorter than its lengths");
       for (size_t i = 0; i < n_hist; ++i) ++st.counts[plan.prefill_history[h++]];
       st.step = n_hist;
+      st.lists.logit_bias = take(plan.prefill_bias_len, plan.prefill_bias, h_bias, b, "logit_bias");
+      st.lists.stop_ids = take(plan.prefill_stop_len, plan.prefill_stop, h_stop, b, "stop ids");
+      st.lists.prompt_tokens = take(plan.prefill_prompt_len, plan.prefill_prompt, h_prompt, b, "prompt tokens");
       slots_[static_cast<size_t>(s)] = std::move(st);
     }
     const auto results = runner_.prefill_and_sample(g, requests(plan.prefill_slots));

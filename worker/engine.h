@@ -32,6 +32,7 @@ class Engine {
     SamplingParams params;
     uint64_t step = 0;  // tokens generated so far
     std::unordered_map<int32_t, int32_t> counts;
+    SamplingLists lists;
   };
   // The sampling state of each row's slot, for the runner to sample with.
   std::vector<SampleRequest> requests(const std::vector<int32_t>& slots) const;

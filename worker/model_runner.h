@@ -21,12 +21,14 @@
 
 namespace tessera::worker {
 
-// One row to sample: the sequence's settings, its decode step and its generated-token counts. The engine owns
-// the state; the pointers are valid for the call.
+// One row to sample: the sequence's settings, its decode step, its generated-token counts and its lists
+// (logit_bias, min_tokens' stop ids, prompt tokens; nullptr: all empty). The engine owns the state; the
+// pointers are valid for the call.
 struct SampleRequest {
   const SamplingParams* params = nullptr;
   uint64_t step = 0;
   const std::unordered_map<int32_t, int32_t>* counts = nullptr;
+  const SamplingLists* lists = nullptr;
 };
 
 // worker/sampler.h over host logits [rows.size(), V], row by row (what a runner without device sampling does).
@@ -38,7 +40,9 @@ inline std::vector<sampler::SampleResult> sample_on_host(const std::vector<float
   out.reserve(rows.size());
   for (size_t b = 0; b < rows.size(); ++b) {
     const auto row = std::span<const float>(logits).subspan(b * static_cast<size_t>(V), static_cast<size_t>(V));
-    out.push_back(sampler::sample(row, *rows[b].params, rows[b].step, *rows[b].counts));
+    static const SamplingLists kNoLists;
+    const SamplingLists& lists = rows[b].lists != nullptr ? *rows[b].lists : kNoLists;
+    out.push_back(sampler::sample(row, *rows[b].params, rows[b].step, *rows[b].counts, lists));
   }
   return out;
 }

@@ -1,4 +1,5 @@
-// worker/sampler.cpp — penalties → temperature → top-k → top-p → seeded inverse-CDF draw (see sampler.h).
+// worker/sampler.cpp — logit_bias → min_tokens mask → penalties → temperature → min-p → top-k → top-p → seeded
+// inverse-CDF draw (see sampler.h).
 //
 // Passes over the vocabulary V:
 //   1. max + finiteness of the raw logits (vectorizable), 2. fp32 weights exp(logit - max) and their sum (the
@@ -225,12 +226,24 @@ size_t bin_reaching(const std::array<T, kBins>& value, double target) {
   return kBins - 1;
 }
 
+// min-p: zeroes the weights below min_p (the largest weight is 1, so they are the tokens whose probability is
+// below min_p times the largest) and returns the sum of the others, in sum_exp's order.
+double drop_below(std::span<float> weights, float min_p) {
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] < min_p) weights[i] = 0.0f;
+    s[i % 4] += weights[i];
+  }
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 // `weights` holds exp(z - max(z)) on entry when `weights_are_t1` (T = 1, z = raw logits) with `t1_total`
 // their sum; otherwise it is scratch and is overwritten with the weights of temperature T.
 int32_t draw(std::span<const float> z, const SamplingParams& p, uint64_t step, std::span<float> weights,
              bool weights_are_t1, double t1_total) {
   double total = t1_total;
   if (!(weights_are_t1 && p.temperature == 1.0f)) total = sum_exp(z, max_of(z), 1.0f / p.temperature, weights);
+  if (p.min_p > 0.0f) total = drop_below(weights, p.min_p);
   thread_local Histogram hist;
   fill_histogram(weights, hist);
   // The maximum has weight exp(0) = 1, so at least one token can be drawn.
@@ -282,8 +295,16 @@ int32_t draw(std::span<const float> z, const SamplingParams& p, uint64_t step, s
 
 SampleResult sample(std::span<const float> logits, const SamplingParams& p, uint64_t step,
                     const std::unordered_map<int32_t, int32_t>& generated_counts) {
+  static const SamplingLists kNone;
+  return sample(logits, p, step, generated_counts, kNone);
+}
+
+SampleResult sample(std::span<const float> logits, const SamplingParams& p, uint64_t step,
+                    const std::unordered_map<int32_t, int32_t>& generated_counts, const SamplingLists& lists) {
   p.validate();
   if (logits.empty()) throw Error("logits is empty: the vocabulary has no tokens");
+  const auto V = static_cast<int64_t>(logits.size());
+  lists.validate(V);
   thread_local std::vector<float> weights;  // [vocab]
   weights.resize(logits.size());
   const RawStats raw = raw_stats(logits, weights);
@@ -291,19 +312,43 @@ SampleResult sample(std::span<const float> logits, const SamplingParams& p, uint
   SampleResult result;
   if (p.n_logprobs > 0) result.top_logprobs = top_logprobs(logits, p.n_logprobs, raw);
 
-  // Penalties go to a copy, and only when one applies; otherwise the raw logits are used as they are.
+  for (const auto& [token, count] : generated_counts)
+    TESSERA_CHECK_MSG(token >= 0 && token < V && count >= 0, "generated token " + std::to_string(token) + " x" +
+                                                                 std::to_string(count) + " outside the vocabulary of " +
+                                                                 std::to_string(logits.size()));
+  // Steps 1–4 go to a copy, and only when one of them changes a logit; otherwise the raw logits are used as they
+  // are. Each is an fp32 operation in sampler.h's order (the GPU sampler repeats them bit for bit).
+  const bool mask = step < static_cast<uint64_t>(p.min_tokens) && !lists.stop_ids.empty();
+  const bool repetition = p.repetition_penalty != 1.0f && (!lists.prompt_tokens.empty() || !generated_counts.empty());
+  const bool additive = (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) && !generated_counts.empty();
   std::span<const float> z = logits;
-  thread_local std::vector<float> penalized;
-  if ((p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) && !generated_counts.empty()) {
-    penalized.assign(logits.begin(), logits.end());
-    for (const auto& [token, count] : generated_counts) {
-      TESSERA_CHECK_MSG(token >= 0 && static_cast<size_t>(token) < logits.size() && count >= 0,
-                        "generated token " + std::to_string(token) + " x" + std::to_string(count) +
-                            " outside the vocabulary of " + std::to_string(logits.size()));
-      if (count == 0) continue;
-      penalized[static_cast<size_t>(token)] -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
+  thread_local std::vector<float> processed;
+  if (!lists.logit_bias.empty() || mask || repetition || additive) {
+    processed.assign(logits.begin(), logits.end());
+    for (const LogitBias& e : lists.logit_bias) processed[static_cast<size_t>(e.token)] += e.bias;
+    if (repetition) {
+      const float rp = p.repetition_penalty;
+      auto repeat = [&](int32_t t) {
+        float& x = processed[static_cast<size_t>(t)];
+        x = x > 0.0f ? x / rp : x * rp;
+      };
+      for (int32_t t : lists.prompt_tokens) repeat(t);
+      for (const auto& [token, count] : generated_counts)  // each token once: those not in the prompt
+        if (count > 0 && !std::binary_search(lists.prompt_tokens.begin(), lists.prompt_tokens.end(), token))
+          repeat(token);
     }
-    z = penalized;
+    if (additive) {
+      for (const auto& [token, count] : generated_counts) {
+        if (count == 0) continue;
+        processed[static_cast<size_t>(token)] -= p.frequency_penalty * static_cast<float>(count) + p.presence_penalty;
+      }
+    }
+    if (mask) {
+      for (int32_t t : lists.stop_ids) processed[static_cast<size_t>(t)] = -INFINITY;
+      if (max_of(processed) == -INFINITY)
+        throw Error("min_tokens masks every token of the vocabulary: nothing can be sampled");
+    }
+    z = processed;
   }
 
   if (p.greedy()) {

@@ -229,6 +229,8 @@ void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::
   jo.model = options_.limits.model_name;
   jo.created = static_cast<int64_t>(std::time(nullptr));
   jo.stop = p.stop;
+  jo.min_tokens = p.sampling.min_tokens;
+  jo.stop_token_ids = p.stop_token_ids;
   for (const auto& pr : p.prompts) jo.prompt_tokens.push_back(static_cast<int32_t>(pr.size()));
   jo.echo_texts = p.echo_texts;
   const int retry = options_.retry_after_s;
@@ -246,8 +248,13 @@ void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::
   };
   auto job = std::make_shared<stream::CompletionJob>(std::move(jo), tokenizer_, ex, std::move(hooks));
 
+  // The ids that end a sequence: EOS (unless ignore_eos) and the request's stop_token_ids, which apply even
+  // with ignore_eos (vLLM). While fewer than min_tokens were generated, the workers cannot sample them.
   std::vector<int32_t> stop_ids;
   if (!p.ignore_eos && tokenizer_) stop_ids = tokenizer_->stop_ids();
+  stop_ids.insert(stop_ids.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+  std::sort(stop_ids.begin(), stop_ids.end());
+  stop_ids.erase(std::unique(stop_ids.begin(), stop_ids.end()), stop_ids.end());
   std::vector<std::shared_ptr<Request>> requests;
   const auto now = SteadyClock::now();
   for (size_t i = 0; i < p.prompts.size(); ++i) {
@@ -258,6 +265,7 @@ void Api::completions(const http::HttpRequest& req, const std::shared_ptr<http::
     r->n = p.n;
     r->sampling = p.sampling;
     r->stop_ids = stop_ids;
+    r->logit_bias = p.logit_bias;
     r->arrival = now;
     if (options_.request_timeout_s > 0)
       r->deadline = now + std::chrono::duration_cast<SteadyClock::duration>(

@@ -316,6 +316,40 @@ CompletionParams parse_completion(const json& body, bool chat, const ApiLimits& 
   p.sampling.top_k = static_cast<int32_t>(integer(body, "top_k", -1, -1, INT32_MAX));
   p.sampling.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -kMaxPenalty, kMaxPenalty));
   p.sampling.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -kMaxPenalty, kMaxPenalty));
+  // Beyond OpenAI's fields, vLLM's (same names, same ranges): min_p, repetition_penalty, min_tokens,
+  // stop_token_ids.
+  p.sampling.min_p = static_cast<float>(number(body, "min_p", 0.0, 0.0, 1.0));
+  p.sampling.repetition_penalty =
+      static_cast<float>(number(body, "repetition_penalty", 1.0, 0.0, kMaxRepetitionPenalty));
+  if (p.sampling.repetition_penalty <= 0.0f) bad("repetition_penalty", "must be in (0, 2], got 0");
+  p.sampling.min_tokens = static_cast<int32_t>(integer(body, "min_tokens", 0, 0, max_tokens));
+  if (const json* lb = field(body, "logit_bias")) {
+    if (!lb->is_object())
+      bad("logit_bias", "must be an object mapping token ids to biases, got " + describe_value(*lb));
+    if (lb->size() > static_cast<size_t>(kMaxLogitBias))
+      bad("logit_bias", "at most " + std::to_string(kMaxLogitBias) + " entries, got " + std::to_string(lb->size()));
+    for (const auto& [key, value] : lb->items()) {
+      // JSON object keys are strings: "123". Only plain decimal integers (no sign, space or exponent).
+      const bool digits = !key.empty() && key.size() <= 10 &&
+                          std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+      const int64_t id = digits ? std::stoll(key) : -1;
+      if (!digits || id >= limits.vocab)
+        bad("logit_bias", "key " + describe_value(json(key)) + " is not a token id in the vocabulary [0, " +
+                              std::to_string(limits.vocab) + ")");
+      if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < -kMaxLogitBiasValue ||
+          value.get<double>() > kMaxLogitBiasValue)
+        bad("logit_bias",
+            "the bias of token " + key + " must be a number in [-100, 100], got " + describe_value(value));
+      p.logit_bias.push_back({static_cast<int32_t>(id), static_cast<float>(value.get<double>())});
+    }
+  }
+  if (const json* st = field(body, "stop_token_ids")) {
+    if (!st->is_array()) bad("stop_token_ids", "must be a list of token ids, got " + describe_value(*st));
+    constexpr size_t kMaxStopTokenIds = 64;
+    if (st->size() > kMaxStopTokenIds)
+      bad("stop_token_ids", "at most " + std::to_string(kMaxStopTokenIds) + " ids, got " + std::to_string(st->size()));
+    p.stop_token_ids = token_ids(*st, "stop_token_ids", limits);
+  }
   if (const json* seed = field(body, "seed")) {
     if (!seed->is_number_integer()) bad("seed", "must be an integer, got " + describe_value(*seed));
     p.sampling.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());

@@ -38,6 +38,8 @@ struct CompletionParams {
   bool logprobs = false;    // return logprobs (sampling.n_logprobs of top alternatives)
   bool echo = false, ignore_eos = false, stream = false, include_usage = false, return_token_ids = false;
   std::vector<std::string> stop;
+  std::vector<LogitBias> logit_bias;    // distinct tokens (a JSON object's keys), in the vocabulary
+  std::vector<int32_t> stop_token_ids;  // end a sequence like EOS, even with ignore_eos
   std::string user;
 };
 

@@ -93,8 +93,14 @@ SubmitStatus Scheduler::submit(std::shared_ptr<Request> request, std::string* wh
   if (need > options_.max_ctx)
     return invalid("prompt (" + std::to_string(r.prompt.size()) + " tokens) + max_tokens (" +
                    std::to_string(r.max_tokens) + ") exceeds the context length " + std::to_string(options_.max_ctx));
+  if (r.sampling.min_tokens > r.max_tokens)
+    return invalid("min_tokens (" + std::to_string(r.sampling.min_tokens) + ") exceeds max_tokens (" +
+                   std::to_string(r.max_tokens) + ")");
   try {
     r.sampling.validate();
+    SamplingLists lists;
+    lists.logit_bias = r.logit_bias;
+    lists.validate(options_.vocab > 0 ? options_.vocab : INT32_MAX);
   } catch (const Error& e) {
     return invalid(e.what());
   }
@@ -397,8 +403,26 @@ void Scheduler::admit(std::vector<std::unique_ptr<Sequence>> resumed, std::vecto
     plan.prefill_sampling.push_back(wire_sampling(r.sampling, q->index));
     plan.prefill_history_len.push_back(q->n_generated);
     plan.prefill_history.insert(plan.prefill_history.end(), q->tokens.end() - q->n_generated, q->tokens.end());
+    // The sequence's SamplingLists, each list only when its setting is on.
+    plan.prefill_bias_len.push_back(static_cast<int32_t>(r.logit_bias.size()));
+    plan.prefill_bias.insert(plan.prefill_bias.end(), r.logit_bias.begin(), r.logit_bias.end());
+    const bool min_tokens = r.sampling.min_tokens > 0;
+    plan.prefill_stop_len.push_back(min_tokens ? static_cast<int32_t>(r.stop_ids.size()) : 0);
+    if (min_tokens) plan.prefill_stop.insert(plan.prefill_stop.end(), r.stop_ids.begin(), r.stop_ids.end());
+    if (r.sampling.repetition_penalty != 1.0f) {
+      std::vector<int32_t> distinct(r.prompt.begin(), r.prompt.end());
+      std::sort(distinct.begin(), distinct.end());
+      distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+      plan.prefill_prompt_len.push_back(static_cast<int32_t>(distinct.size()));
+      plan.prefill_prompt.insert(plan.prefill_prompt.end(), distinct.begin(), distinct.end());
+    } else {
+      plan.prefill_prompt_len.push_back(0);
+    }
     pad_tokens += cols - static_cast<int64_t>(computed.size());
   }
+  // No row with a list: no lengths at all (the wire's "every list empty").
+  for (auto* lens : {&plan.prefill_bias_len, &plan.prefill_stop_len, &plan.prefill_prompt_len})
+    if (std::all_of(lens->begin(), lens->end(), [](int32_t n) { return n == 0; })) lens->clear();
   // The workers answer [prefill rows..., decode rows...]: running_ keeps that order.
   running_.insert(running_.begin(), std::make_move_iterator(group.begin()), std::make_move_iterator(group.end()));
   TESSERA_METRIC(observe_padding_tokens(pad_tokens));
@@ -507,7 +531,11 @@ void Scheduler::process(const parallel::StepPlan& plan, const parallel::StepResu
     // Its full blocks join the prefix cache before it may finish (a prompt's blocks outlive a 1-token answer).
     blocks_->cache_full_blocks(static_cast<uint64_t>(s.slot),
                                std::span<const int32_t>(s.tokens).first(static_cast<size_t>(s.length)));
-    if (verdict == TokenVerdict::kStop || std::find(r.stop_ids.begin(), r.stop_ids.end(), ev.token) != r.stop_ids.end())
+    // Before min_tokens nothing ends a sequence but its length: the workers mask the stop ids and the sink
+    // matches no stop string until then (SequenceText).
+    const bool may_stop = s.n_generated >= r.sampling.min_tokens;
+    if (may_stop && (verdict == TokenVerdict::kStop ||
+                     std::find(r.stop_ids.begin(), r.stop_ids.end(), ev.token) != r.stop_ids.end()))
       finish(s, FinishReason::kStop, "", now);
     else if (s.n_generated >= r.max_tokens)
       finish(s, FinishReason::kLength, "", now);

@@ -33,7 +33,7 @@ CompletionJob::CompletionJob(JobOptions options, const tokenizer::Tokenizer* tok
     : options_(std::move(options)), tokenizer_(tokenizer), exchange_(std::move(exchange)), hooks_(std::move(hooks)) {
   choices_.resize(options_.prompt_tokens.size() * static_cast<size_t>(options_.n));
   cached_.assign(options_.prompt_tokens.size(), -1);
-  for (Choice& c : choices_) c.text.emplace(tokenizer_, options_.stop);
+  for (Choice& c : choices_) c.text.emplace(tokenizer_, options_.stop, options_.min_tokens);
 }
 
 std::shared_ptr<RequestSink> CompletionJob::sink(int32_t prompt_index) {
@@ -194,7 +194,11 @@ TokenVerdict CompletionJob::on_token(int32_t prompt_index, const TokenEvent& ev)
       has_first_token_ = true;
       first_token_ = std::chrono::steady_clock::now();
     }
-    const std::string delta = c.text->push(ev.token);
+    // A stop_token_id ends the sequence (the scheduler decides, from min_tokens on) and, like EOS, adds no text.
+    const bool stop_token = static_cast<int32_t>(c.token_ids.size()) + 1 >= options_.min_tokens &&
+                            std::find(options_.stop_token_ids.begin(), options_.stop_token_ids.end(), ev.token) !=
+                                options_.stop_token_ids.end();
+    const std::string delta = stop_token ? std::string() : c.text->push(ev.token);
     c.token_ids.push_back(ev.token);
     if (options_.logprobs) {
       c.lp_tokens.push_back(ev.token);

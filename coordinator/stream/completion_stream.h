@@ -36,6 +36,8 @@ struct JobOptions {
   std::string id, model;
   int64_t created = 0;
   std::vector<std::string> stop;
+  int32_t min_tokens = 0;               // stop strings do not end a sequence before this many tokens
+  std::vector<int32_t> stop_token_ids;  // their text is left out, like EOS's (the scheduler ends the sequence)
   std::vector<int32_t> prompt_tokens;   // per prompt
   std::vector<std::string> echo_texts;  // per prompt (when echo)
 };

@@ -2,11 +2,12 @@
 #include "coordinator/stream/sequence_text.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace tessera::coordinator::stream {
 
-SequenceText::SequenceText(const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stop)
-    : stop_(std::move(stop)) {
+SequenceText::SequenceText(const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stop, int32_t min_tokens)
+    : stop_(std::move(stop)), min_tokens_(min_tokens) {
   if (tokenizer) decoder_.emplace(*tokenizer, /*skip_special=*/true);
   std::erase_if(stop_, [](const std::string& s) { return s.empty(); });
 }
@@ -16,6 +17,7 @@ std::string SequenceText::push(int32_t token) {
   ++n_tokens_;
   if (!decoder_) return "";
   held_ += decoder_->push(token);
+  if (n_tokens_ < min_tokens_) return std::exchange(held_, std::string());  // no stop string ends it yet
   return release();
 }
 

@@ -19,8 +19,10 @@ namespace tessera::coordinator::stream {
 
 class SequenceText {
  public:
-  // `tokenizer` may be null (a model without one: token ids only); it must outlive this object.
-  SequenceText(const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stop);
+  // `tokenizer` may be null (a model without one: token ids only); it must outlive this object. Stop strings
+  // are not looked for in the text of the first `min_tokens` tokens (vLLM's min_tokens: nothing ends the
+  // sequence before them); that text is released as it is, and a later match is looked for after it.
+  SequenceText(const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stop, int32_t min_tokens = 0);
 
   // The text that is final after `token`. After a stop string matched, returns "" for every later token.
   std::string push(int32_t token);
@@ -38,6 +40,7 @@ class SequenceText {
   std::string held_;
   bool stopped_ = false;
   int32_t n_tokens_ = 0;
+  int32_t min_tokens_ = 0;
 };
 
 }  // namespace tessera::coordinator::stream

@@ -132,13 +132,26 @@ struct SampleParams {
 };
 inline constexpr int kSampleMaxLogprobs = kMaxLogprobs;
 
+// One token of a row whose logit the sampler changes (device array, CSR by row; sample_tokens): the steps of
+// worker/sampler.h that touch single tokens — logit_bias, the min_tokens mask, the penalties — applied with the
+// CPU's fp32 roundings. A token appears at most once per row.
+inline constexpr uint32_t kSampleInPrompt = 1u;  // a prompt token: the repetition penalty applies
+inline constexpr uint32_t kSampleStopId = 2u;    // masked (-inf) while the row's step < min_tokens
+struct SampleEdit {
+  int32_t token;   // [0, V)
+  int32_t count;   // >= 0: times generated (presence / frequency penalties; > 0: the repetition penalty too)
+  float bias;      // logit_bias, in [-kMaxLogitBiasValue, kMaxLogitBiasValue]; 0: none
+  uint32_t flags;  // kSampleInPrompt | kSampleStopId
+};
+
 enum class SampleError : int32_t {
   kNone = 0,
   kNonFiniteLogit = 1,  // error_index: the first non-finite logit, error_value: its value
-  kBadPenalty = 2,      // error_index: the row's entry (token outside [0, V), count < 0, a token listed twice,
-                        // or offsets that decrease); error_value: its token
+  kBadPenalty = 2,      // error_index: the row's edit (token outside [0, V), count < 0, a bias out of range, a
+                        // token listed twice, or offsets that decrease); error_value: its token
   kBadParams = 3,       // a parameter outside the ranges above
   kInternal = 4,        // a search found no token: a bug, never expected
+  kAllMasked = 5,       // min_tokens masked every token of the vocabulary
 };
 
 // One row's result (device array [B]), written by sample_tokens.
@@ -154,21 +167,24 @@ struct SampleOut {
   float top_logprobs[kSampleMaxLogprobs];  // [n_top]
 };
 
-// Device bytes of sample_tokens' workspace for B rows of V logits (the penalty bitmaps: B · ceil(V / 32) words).
+// Device bytes of sample_tokens' workspace for B rows of V logits (the edit bitmaps: B · ceil(V / 32) words).
 size_t sample_workspace_bytes(int64_t B, int64_t V);
 
-// One token per row, exactly worker/sampler.h's semantics (penalties → greedy below 1e-5 | temperature → top-k →
-// top-p → inverse-CDF draw of the Philox uniform; logprobs from the raw log_softmax).
-// logits: [B, V] fp32; params, out: [B]. Penalties (nullptr, nullptr, nullptr: none): the row b's generated
-// tokens are penalty_tokens / penalty_counts[penalty_offsets[b] .. penalty_offsets[b + 1]) ([B + 1] offsets,
-// CSR), distinct tokens, counts >= 0 (0: no penalty). workspace: >= sample_workspace_bytes(B, V) device bytes,
-// 4-byte aligned, when penalties are given (may be nullptr otherwise). V in [1, 2^24].
+// One token per row, exactly worker/sampler.h's semantics (logit_bias → min_tokens mask → repetition, presence
+// and frequency penalties → greedy below 1e-5 | temperature → min-p → top-k → top-p → inverse-CDF draw of the
+// Philox uniform; logprobs from the raw log_softmax).
+// logits: [B, V] fp32; params, out: [B]. Edits (nullptr, nullptr: none): row b's edited tokens are
+// edits[edit_offsets[b] .. edit_offsets[b + 1]) ([B + 1] offsets, CSR), distinct tokens. A row's generated
+// tokens are listed (with their counts) when a presence, frequency or repetition penalty is set, its prompt's
+// distinct tokens (kSampleInPrompt) when a repetition penalty is, its stop ids (kSampleStopId) when min_tokens
+// is; its logit_bias entries always. workspace: >= sample_workspace_bytes(B, V) device bytes, 4-byte aligned,
+// when edits are given (may be nullptr otherwise). V in [1, 2^24].
 // Deterministic: the same inputs give the same outputs on every run (integer atomics only, fixed-order float
-// reductions). Per-row problems (a non-finite logit, a bad penalty entry) are reported in out[b].error, not in
-// the Status: sample_error_text() turns them into messages.
-Status sample_tokens(const float* logits, int64_t B, int64_t V, const SampleParams* params,
-                     const int32_t* penalty_offsets, const int32_t* penalty_tokens, const int32_t* penalty_counts,
-                     void* workspace, size_t workspace_bytes, SampleOut* out, cudaStream_t stream);
+// reductions). Per-row problems (a non-finite logit, a bad edit) are reported in out[b].error, not in the
+// Status: sample_error_text() turns them into messages.
+Status sample_tokens(const float* logits, int64_t B, int64_t V, const SampleParams* params, const int32_t* edit_offsets,
+                     const SampleEdit* edits, void* workspace, size_t workspace_bytes, SampleOut* out,
+                     cudaStream_t stream);
 
 // "" when out.error is kNone; otherwise a message naming the row and the index, e.g. "row 3: logits[42] is nan:
 // the model produced a non-finite logit" (the CPU sampler's message, with the row).

@@ -1,11 +1,13 @@
 // kernels/cuda/sampling.cu — the batched sampler: kernel, launcher, op entry. The algorithm is in sampling.cuh.
 //
-// Exactness. The order of the vocabulary is (penalized logit descending, id ascending) on fp32 values that are
-// bit-identical to worker/sampler.cpp's (penalties with the CPU's roundings, no FMA contraction); greedy, top-k
+// Exactness. The order of the vocabulary is (edited logit descending, id ascending) on fp32 values that are
+// bit-identical to worker/sampler.cpp's (logit_bias, the min_tokens mask and the penalties with the CPU's
+// roundings, no FMA contraction); greedy, top-k
 // and the top logprobs depend on that order alone, so they are exact. Top-p and the draw compare running sums of
 // weights with a target: here the weights are CUDA's expf (<= 2 ulp; glibc's is <= 0.502 ulp) quantized to
 // 2^-F (see sample_mass_bits) and the sums are exact integers, the CPU sums its fp32 weights in double. The two
-// pick different tokens only when the target lies within about 3e-7 of the running sum (relative) of a boundary.
+// pick different tokens only when the target lies within about 3e-7 of the running sum (relative) of a boundary,
+// and min-p (a weight compared with min_p) only when a weight lies within those few ulp of min_p.
 // Every position in the order is compared against the target with integer arithmetic, so the bins, the radix
 // digits and the final ranking can never disagree with each other (a search always finds its token).
 #include "kernels/cuda/sampling.cuh"
@@ -24,12 +26,11 @@ namespace {
 
 using namespace sampling;
 
-// grid: [B], block: [kThreads]. masks: [B, ceil(V / 32)] (used by rows with penalties).
+// grid: [B], block: [kThreads]. masks: [B, ceil(V / 32)] (used by rows with edits).
 __global__ void __launch_bounds__(kThreads, 1)
     sample_kernel(const float* __restrict__ logits, int32_t V, const SampleParams* __restrict__ params,
-                  const int32_t* __restrict__ pen_offsets, const int32_t* __restrict__ pen_tokens,
-                  const int32_t* __restrict__ pen_counts, uint32_t* __restrict__ masks, SampleOut* __restrict__ out,
-                  int mass_bits) {
+                  const int32_t* __restrict__ edit_offsets, const SampleEdit* __restrict__ edits,
+                  uint32_t* __restrict__ masks, SampleOut* __restrict__ out, int mass_bits) {
   __shared__ Smem s;
   const int64_t row = blockIdx.x;
   const int tid = static_cast<int>(threadIdx.x);
@@ -51,11 +52,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   if (p.first_invalid() != nullptr) return fail(SampleError::kBadParams, -1, 0.0f);
 
-  Row r{logits + row * V, V, nullptr, nullptr, nullptr, 0, p.presence_penalty, p.frequency_penalty};
+  const bool masking = step < static_cast<uint64_t>(p.min_tokens);
+  Row r{logits + row * V,     V,      nullptr, nullptr, 0, p.presence_penalty, p.frequency_penalty,
+        p.repetition_penalty, masking};
 
-  // Penalties: mark the listed tokens in this row's bitmap.
-  if ((p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) && pen_offsets != nullptr) {
-    const int32_t b0 = pen_offsets[row], b1 = pen_offsets[row + 1];
+  // Edits: mark the listed tokens in this row's bitmap.
+  if (edit_offsets != nullptr) {
+    const int32_t b0 = edit_offsets[row], b1 = edit_offsets[row + 1];
     if (b0 < 0 || b1 < b0) return fail(SampleError::kBadPenalty, -1, 0.0f);
     if (b1 > b0) {
       const int words = (V + 31) / 32;
@@ -63,15 +66,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int w = tid; w < words; w += kThreads) mask[w] = 0u;
       if (tid == 0) s.bad = INT_MAX, s.repeated = INT_MAX;
       __syncthreads();
-      const int32_t* tokens = pen_tokens + b0;
-      const int32_t* counts = pen_counts + b0;
+      const SampleEdit* list = edits + b0;
       for (int j = tid; j < b1 - b0; j += kThreads) {
-        const int32_t t = tokens[j], c = counts[j];
-        if (t < 0 || t >= V || c < 0) {
+        const SampleEdit e = list[j];
+        if (e.token < 0 || e.token >= V || e.count < 0 || !(fabsf(e.bias) <= kMaxLogitBiasValue)) {
           atomicMin(&s.bad, j);
-        } else if (c > 0) {
-          const uint32_t bit = 1u << (t & 31);
-          if (atomicOr(mask + (t >> 5), bit) & bit) atomicMin(&s.repeated, t);  // listed twice
+        } else {
+          const uint32_t bit = 1u << (e.token & 31);
+          if (atomicOr(mask + (e.token >> 5), bit) & bit) atomicMin(&s.repeated, e.token);  // listed twice
         }
       }
       __threadfence_block();
@@ -80,14 +82,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       __syncthreads();                                       // every thread has read s.bad before it is lowered below
       if (out_of_range == INT_MAX && repeated != INT_MAX) {  // report the repeated token's first entry
         for (int j = tid; j < b1 - b0; j += kThreads)
-          if (tokens[j] == repeated && counts[j] > 0) atomicMin(&s.bad, j);
+          if (list[j].token == repeated) atomicMin(&s.bad, j);
         __syncthreads();
       }
       const int32_t bad = s.bad;
-      if (bad != INT_MAX) return fail(SampleError::kBadPenalty, bad, static_cast<float>(tokens[bad]));
+      if (bad != INT_MAX) return fail(SampleError::kBadPenalty, bad, static_cast<float>(list[bad].token));
       r.mask = mask;
-      r.tokens = tokens;
-      r.counts = counts;
+      r.edits = list;
       r.n_listed = b1 - b0;
     }
   }
@@ -107,13 +108,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (first_bad != INT_MAX) return fail(SampleError::kNonFiniteLogit, first_bad, r.x[first_bad]);
   raw_max = block_reduce(raw_max, FmaxOp{}, s);
   zmax = block_reduce(zmax, FmaxOp{}, s);
+  if (zmax == -INFINITY) return fail(SampleError::kAllMasked, -1, 0.0f);  // finite logits: only the mask does this
 
   const bool greedy = p.greedy() || p.top_k == 1;                // top-k 1 keeps the argmax alone
   const float inv_t = greedy ? 1.0f : __frcp_rn(p.temperature);  // == 1.0f / T, correctly rounded
   const View raw_view{false, raw_max, 1.0f, 0.0};
-  const View z_view{penalized, zmax, inv_t, ldexp(1.0, mass_bits)};
-  // No penalty and T = 1: the sampling weights and bins are the raw ones (one expf per token, one histogram).
-  const bool same_view = !greedy && !penalized && inv_t == 1.0f;
+  const View z_view{penalized, zmax, inv_t, ldexp(1.0, mass_bits), greedy ? 0.0f : p.min_p};
+  // No edit, no min-p and T = 1: the sampling weights and bins are the raw ones (one expf per token, one
+  // histogram).
+  const bool same_view = !greedy && !penalized && inv_t == 1.0f && z_view.min_p == 0.0f;
   const bool want_top = p.n_logprobs > 0;
   const bool raw_bins = want_top && !same_view;
 
@@ -248,9 +251,9 @@ size_t sample_workspace_bytes(int64_t B, int64_t V) {
   return static_cast<size_t>(B) * static_cast<size_t>((V + 31) / 32) * sizeof(uint32_t);
 }
 
-Status sample_tokens(const float* logits, int64_t B, int64_t V, const SampleParams* params,
-                     const int32_t* penalty_offsets, const int32_t* penalty_tokens, const int32_t* penalty_counts,
-                     void* workspace, size_t workspace_bytes, SampleOut* out, cudaStream_t stream) {
+Status sample_tokens(const float* logits, int64_t B, int64_t V, const SampleParams* params, const int32_t* edit_offsets,
+                     const SampleEdit* edits, void* workspace, size_t workspace_bytes, SampleOut* out,
+                     cudaStream_t stream) {
   const char* op = "sample_tokens";
   TESSERA_ARG_REQUIRE(op, "B", B >= 0 && B <= INT_MAX, "must be in [0, 2^31), got " + std::to_string(B));
   TESSERA_ARG_REQUIRE(op, "V", V >= 1 && V <= kMaxVocab, "must be in [1, 2^24], got " + std::to_string(V));
@@ -258,10 +261,9 @@ Status sample_tokens(const float* logits, int64_t B, int64_t V, const SamplePara
   TESSERA_ARG_REQUIRE(op, "logits", logits != nullptr, "is null");
   TESSERA_ARG_REQUIRE(op, "params", params != nullptr, "is null");
   TESSERA_ARG_REQUIRE(op, "out", out != nullptr, "is null");
-  const bool any = penalty_offsets != nullptr || penalty_tokens != nullptr || penalty_counts != nullptr;
-  const bool all = penalty_offsets != nullptr && penalty_tokens != nullptr && penalty_counts != nullptr;
-  TESSERA_ARG_REQUIRE(op, "penalty_offsets", any == all,
-                      "penalty_offsets, penalty_tokens and penalty_counts must be all null or all set");
+  const bool all = edit_offsets != nullptr && edits != nullptr;
+  TESSERA_ARG_REQUIRE(op, "edit_offsets", (edit_offsets != nullptr) == (edits != nullptr),
+                      "edit_offsets and edits must be both null or both set");
   if (all) {
     const size_t need = sample_workspace_bytes(B, V);
     TESSERA_ARG_REQUIRE(op, "workspace", workspace != nullptr && workspace_bytes >= need,
@@ -269,8 +271,8 @@ Status sample_tokens(const float* logits, int64_t B, int64_t V, const SamplePara
     TESSERA_ARG_REQUIRE(op, "workspace", (reinterpret_cast<uintptr_t>(workspace) & 3u) == 0, "must be 4-byte aligned");
   }
   sample_kernel<<<static_cast<unsigned>(B), kThreads, 0, stream>>>(
-      logits, static_cast<int32_t>(V), params, penalty_offsets, penalty_tokens, penalty_counts,
-      static_cast<uint32_t*>(workspace), out, sample_mass_bits(V));
+      logits, static_cast<int32_t>(V), params, edit_offsets, edits, static_cast<uint32_t*>(workspace), out,
+      sample_mass_bits(V));
   TESSERA_CUDA_TRY_LAUNCH();
   return Status::success();
 }
@@ -284,14 +286,16 @@ std::string sample_error_text(const SampleOut& out, int64_t row) {
       return at + "logits[" + std::to_string(out.error_index) + "] is " + show(out.error_value) +
              ": the model produced a non-finite logit";
     case SampleError::kBadPenalty:
-      if (out.error_index < 0) return at + "penalty offsets decrease or are negative";
-      return at + "generated-token entry " + std::to_string(out.error_index) + " (token " +
+      if (out.error_index < 0) return at + "edit offsets decrease or are negative";
+      return at + "edit " + std::to_string(out.error_index) + " (token " +
              std::to_string(static_cast<int64_t>(out.error_value)) +
-             ") is outside the vocabulary, has a negative count or repeats a token";
+             ") is outside the vocabulary, has a negative count, a bias outside [-100, 100] or repeats a token";
+    case SampleError::kAllMasked:
+      return at + "min_tokens masks every token of the vocabulary: nothing can be sampled";
     case SampleError::kBadParams:
       return at +
              "sampling parameters out of range (temperature >= 0, top_p in (0, 1], top_k >= -1, penalties in "
-             "[-2, 2], n_logprobs in [0, 20])";
+             "[-2, 2], n_logprobs in [0, 20], min_p in [0, 1], repetition_penalty in (0, 2], min_tokens >= 0)";
     case SampleError::kInternal:
       return at + "internal error in the GPU sampler (search " + std::to_string(out.error_index) + " found no token)";
   }

@@ -1,13 +1,13 @@
 // kernels/cuda/sampling.cuh — the GPU sampler (sample_tokens in cuda_ops.h): what its tests look at.
 //
 // Algorithm (sampling.cu), one block of kSampleThreads threads per row, every pass a read of the row (from L2):
-//   A. raw max, the first non-finite logit (→ error), the penalized max. Penalties: the row's (token, count)
-//      list sets bits in a per-row bitmap (the workspace), so a pass reads x[i] for the unmarked tokens and the
-//      list for the marked ones — the penalized logits are never written out.
-//   B. the raw normalizer sum(exp(x - max)) (double, fixed order), raw and penalized argmax (lowest id), and,
-//      when the row samples, its weights w = expf((z - zmax) / T) into kSampleBins bins of 1/8 octave of weight
-//      (count and mass, the mass quantized to integers of 2^-sample_mass_bits(V): integer sums are exact, so
-//      their order does not matter and the bins, the digits and the walk below agree to the last unit).
+//   A. raw max, the first non-finite logit (→ error), the edited max. Edits (logit_bias, the min_tokens mask,
+//      the penalties): the row's SampleEdit list sets bits in a per-row bitmap (the workspace), so a pass reads
+//      x[i] for the unmarked tokens and the list for the marked ones — the edited logits are never written out.
+//   B. the raw normalizer sum(exp(x - max)) (double, fixed order), raw and edited argmax (lowest id), and,
+//      when the row samples, its weights w = expf((z - zmax) / T) (0 when min-p drops it) into kSampleBins bins
+//      of 1/8 octave of weight (count and mass, the mass quantized to integers of 2^-sample_mass_bits(V): integer sums
+//      are exact, so their order does not matter and the bins, the digits and the walk below agree to the last unit).
 //   Then each of top-k (count), top-p (mass, ≥) and the draw (mass, >) is one search for "the first token, in
 //   descending-logit order with ties to the lowest id, at which the running count / mass reaches a target":
 //   the bin where it happens (a warp scan over the bins), then, when that bin holds more than

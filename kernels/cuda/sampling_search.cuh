@@ -49,24 +49,42 @@ __device__ __forceinline__ float penalize(float x, int32_t count, float frequenc
 struct Row {
   const float* x;  // [V] raw logits
   int32_t V;
-  const uint32_t* mask;   // [ceil(V / 32)]: bit t set = token t is penalized (its z comes from the list); or nullptr
-  const int32_t* tokens;  // [n_listed] the row's generated tokens, counts: how often
-  const int32_t* counts;
+  const uint32_t* mask;     // [ceil(V / 32)]: bit t set = token t is edited (its z comes from the list); or nullptr
+  const SampleEdit* edits;  // [n_listed] the row's edited tokens
   int32_t n_listed;
-  float presence, frequency;
+  float presence, frequency, repetition;
+  bool masking;  // step < min_tokens: the kSampleStopId tokens are -inf
 };
+
+// worker/sampler.h's steps 1–4 on one edited token, in its order and with the CPU's fp32 roundings (explicit:
+// nvcc would contract to an FMA).
+__device__ __forceinline__ float edited_logit(float x, const SampleEdit& e, const Row& r) {
+  float z = x;
+  if (e.bias != 0.0f) z = __fadd_rn(z, e.bias);
+  if (r.masking && (e.flags & kSampleStopId) != 0u) return -INFINITY;
+  if (r.repetition != 1.0f && (e.count > 0 || (e.flags & kSampleInPrompt) != 0u))
+    z = z > 0.0f ? __fdiv_rn(z, r.repetition) : __fmul_rn(z, r.repetition);
+  if (e.count > 0 && (r.frequency != 0.0f || r.presence != 0.0f)) z = penalize(z, e.count, r.frequency, r.presence);
+  return z;
+}
 
 // What a search walks: the raw logits (z = x, T = 1: top logprobs) or the sampling logits (penalized, / T).
 struct View {
-  bool penalized;  // z of the marked tokens comes from the list
-  float zmax;      // the largest z of the view
-  float inv_t;     // 1 / T
-  double q_scale;  // 2^F; 0: a count-only view (no weights needed)
+  bool penalized;      // z of the marked tokens comes from the list
+  float zmax;          // the largest z of the view
+  float inv_t;         // 1 / T
+  double q_scale;      // 2^F; 0: a count-only view (no weights needed)
+  float min_p = 0.0f;  // > 0: tokens whose weight exp(-gap) is below it are dropped (gap +inf, weight 0)
 };
 
 // gap = (zmax - z) / T >= 0; the CPU's weight is exp((z - zmax) * inv_t) = exp(-gap), the same fp32 argument.
-// Every step is correctly rounded and monotone in z, so bins never interleave in the order.
-__device__ __forceinline__ float gap_of(float z, const View& v) { return __fmul_rn(__fsub_rn(v.zmax, z), v.inv_t); }
+// Every step is correctly rounded and monotone in z, so bins never interleave in the order. A token min-p drops
+// gets gap +inf: the last bin, weight 0 — never counted as positive, never drawn; the dropped tokens are the last
+// of the order, so the bins stay monotone.
+__device__ __forceinline__ float gap_of(float z, const View& v) {
+  const float gap = __fmul_rn(__fsub_rn(v.zmax, z), v.inv_t);
+  return v.min_p > 0.0f && expf(-gap) < v.min_p ? INFINITY : gap;
+}
 __device__ __forceinline__ int bin_of(float gap) {
   return static_cast<int>(fminf(__fmul_rn(gap, kBinsPerNat), static_cast<float>(kBins - 1)));
 }
@@ -98,16 +116,13 @@ __device__ __forceinline__ void for_each_logit(const Row& r, F&& f) {
   }
 }
 
-// f(token, z) for every penalized token (count > 0), z its penalized logit.
+// f(token, z) for every edited token, z its edited logit.
 template <typename F>
 __device__ __forceinline__ void for_each_listed(const Row& r, F&& f) {
   if (r.mask == nullptr) return;
   for (int j = static_cast<int>(threadIdx.x); j < r.n_listed; j += kThreads) {
-    const int32_t c = r.counts[j];
-    if (c > 0) {
-      const int32_t t = r.tokens[j];
-      f(t, penalize(__ldg(r.x + t), c, r.frequency, r.presence));
-    }
+    const SampleEdit e = r.edits[j];
+    f(e.token, edited_logit(__ldg(r.x + e.token), e, r));
   }
 }
 
@@ -145,7 +160,7 @@ struct Smem {
   Pick pick;
   uint32_t n_cand;
   int32_t found;
-  int32_t bad;       // the first bad penalty entry
+  int32_t bad;       // the first bad edit
   int32_t repeated;  // the smallest token listed twice
 };
 

@@ -169,5 +169,33 @@ TEST(CompletionStream, NonStreamingAnswerIsOneBody) {
   EXPECT_EQ(j["usage"]["completion_tokens"], 4);
 }
 
+// min_tokens: a stop string in the text of the first min_tokens tokens does not end the answer; a later one does.
+TEST(CompletionStream, StopStringsWaitForMinTokens) {
+  JobOptions o;
+  o.stop = {"b"};
+  o.min_tokens = 3;
+  Fixture f(std::move(o));
+  std::vector<bool> stops;
+  for (char c : std::string("abab"))
+    stops.push_back(f.job->on_token(0, TokenEvent{0, static_cast<uint8_t>(c), 0.0f, {}}) == TokenVerdict::kStop);
+  EXPECT_EQ(stops, (std::vector<bool>{false, false, false, true}));
+  f.job->on_finish(0, 0, FinishReason::kStop, "");
+  const json j = json::parse(f.ex->body);
+  EXPECT_EQ(j["choices"][0]["text"], "aba");  // the 'b' at token 2 stays, the one at token 4 stops it
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+}
+
+// stop_token_ids: the token ends the sequence (the scheduler's call) and, like EOS, adds no text.
+TEST(CompletionStream, StopTokenIdsAddNoText) {
+  JobOptions o;
+  o.stop_token_ids = {'!'};
+  Fixture f(std::move(o));
+  for (char c : std::string("hi!")) f.job->on_token(0, TokenEvent{0, static_cast<uint8_t>(c), 0.0f, {}});
+  f.job->on_finish(0, 0, FinishReason::kStop, "");
+  const json j = json::parse(f.ex->body);
+  EXPECT_EQ(j["choices"][0]["text"], "hi");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3);
+}
+
 }  // namespace
 }  // namespace tessera::coordinator::stream

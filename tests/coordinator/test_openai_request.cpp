@@ -123,6 +123,12 @@ CompletionParams parse(Route route, const std::string& body, Tok tok) {
   return parse_completion(parse_request_body(body), route == Route::kChat, limits(), tokenizer_for(tok));
 }
 
+// logit_bias as [[token, bias], ...] in the order parsed (a JSON object's keys: sorted as strings).
+json logit_bias_of(const CompletionParams& p) {
+  json out = json::array();
+  for (const LogitBias& e : p.logit_bias) out.push_back({e.token, e.bias});
+  return out;
+}
 // Every field parse_completion sets, by its JSON name.
 json fields_of(const CompletionParams& p) {
   return {{"prompts", p.prompts},
@@ -133,6 +139,11 @@ json fields_of(const CompletionParams& p) {
           {"top_k", p.sampling.top_k},
           {"presence_penalty", p.sampling.presence_penalty},
           {"frequency_penalty", p.sampling.frequency_penalty},
+          {"min_p", p.sampling.min_p},
+          {"repetition_penalty", p.sampling.repetition_penalty},
+          {"min_tokens", p.sampling.min_tokens},
+          {"logit_bias", logit_bias_of(p)},
+          {"stop_token_ids", p.stop_token_ids},
           {"seed", p.sampling.seed},
           {"logprobs", p.logprobs},
           {"n_logprobs", p.sampling.n_logprobs},
@@ -277,6 +288,27 @@ const Accepted kAccepted[] = {
     {"top_k INT32_MAX", kCmpl, R"({"prompt":"a","top_k":2147483647})", R"({"top_k":2147483647})"},
     {"presence_penalty -2", kCmpl, R"({"prompt":"a","presence_penalty":-2})", R"({"presence_penalty":-2})"},
     {"presence_penalty 2", kCmpl, R"({"prompt":"a","presence_penalty":2.0})", R"({"presence_penalty":2})"},
+    // --- vLLM's sampling fields, and logit_bias ---
+    {"new sampling fields default off", kCmpl, R"({"prompt":"a"})",
+     R"({"min_p":0,"repetition_penalty":1,"min_tokens":0,"logit_bias":[],"stop_token_ids":[]})"},
+    {"min_p 0 and 1", kCmpl, R"({"prompt":"a","min_p":1})", R"({"min_p":1})"},
+    {"min_p 0.05", kChat, R"({"messages":[{"role":"user","content":"hi"}],"min_p":0.05})", R"({"min_p":0.05})"},
+    {"repetition_penalty 2", kCmpl, R"({"prompt":"a","repetition_penalty":2})", R"({"repetition_penalty":2})"},
+    {"repetition_penalty below 1", kChat, R"({"messages":[{"role":"user","content":"hi"}],"repetition_penalty":0.5})",
+     R"({"repetition_penalty":0.5})"},
+    {"min_tokens up to max_tokens", kCmpl, R"({"prompt":"a","max_tokens":7,"min_tokens":7})",
+     R"({"min_tokens":7,"max_tokens":7})"},
+    {"min_tokens with the default max_tokens", kChat, R"({"messages":[{"role":"user","content":"hi"}],"min_tokens":3})",
+     R"({"min_tokens":3})"},
+    {"logit_bias", kCmpl, R"({"prompt":"a","logit_bias":{"257":-100,"0":100,"98":2.5}})",
+     R"({"logit_bias":[[0,100],[257,-100],[98,2.5]]})"},
+    {"logit_bias in chat", kChat, R"({"messages":[{"role":"user","content":"hi"}],"logit_bias":{"5":-1}})",
+     R"({"logit_bias":[[5,-1]]})"},
+    {"empty logit_bias", kCmpl, R"({"prompt":"a","logit_bias":{}})", R"({"logit_bias":[]})"},
+    {"stop_token_ids", kCmpl, R"({"prompt":"a","stop_token_ids":[10,257]})", R"({"stop_token_ids":[10,257]})"},
+    {"stop_token_ids with ignore_eos", kChat,
+     R"({"messages":[{"role":"user","content":"hi"}],"stop_token_ids":[33],"ignore_eos":true})",
+     R"({"stop_token_ids":[33],"ignore_eos":true})"},
     {"frequency_penalty -2", kCmpl, R"({"prompt":"a","frequency_penalty":-2})", R"({"frequency_penalty":-2})"},
     {"frequency_penalty 2", kCmpl, R"({"prompt":"a","frequency_penalty":2})", R"({"frequency_penalty":2})"},
     {"seed 0", kCmpl, R"({"prompt":"a","seed":0})", R"({"seed":0})"},
@@ -449,6 +481,38 @@ const Rejected kRejected[] = {
      "must be in [-2.0, 2.0], got 3"},
     {"frequency_penalty a list", kCmpl, R"({"prompt":"a","frequency_penalty":[1]})", 400, "frequency_penalty",
      "must be a number, got an array of 1 elements"},
+    {"min_p past 1", kCmpl, R"({"prompt":"a","min_p":1.5})", 400, "min_p", "must be in [0.0, 1.0], got 1.5"},
+    {"min_p negative", kChat, R"({"messages":[{"role":"user","content":"hi"}],"min_p":-0.1})", 400, "min_p",
+     "got -0.1"},
+    {"min_p a string", kCmpl, R"({"prompt":"a","min_p":"0.1"})", 400, "min_p", "must be a number"},
+    {"repetition_penalty 0", kCmpl, R"({"prompt":"a","repetition_penalty":0})", 400, "repetition_penalty",
+     "must be in (0, 2], got 0"},
+    {"repetition_penalty past 2", kChat, R"({"messages":[{"role":"user","content":"hi"}],"repetition_penalty":2.5})",
+     400, "repetition_penalty", "got 2.5"},
+    {"min_tokens negative", kCmpl, R"({"prompt":"a","min_tokens":-1})", 400, "min_tokens", "got -1"},
+    {"min_tokens past max_tokens", kCmpl, R"({"prompt":"a","max_tokens":5,"min_tokens":6})", 400, "min_tokens",
+     "must be in [0, 5], got 6"},
+    {"min_tokens a float", kChat, R"({"messages":[{"role":"user","content":"hi"}],"min_tokens":1.5})", 400,
+     "min_tokens", "must be an integer"},
+    {"logit_bias a list", kCmpl, R"({"prompt":"a","logit_bias":[1,2]})", 400, "logit_bias", "must be an object"},
+    {"logit_bias token outside the vocabulary", kChat,
+     R"({"messages":[{"role":"user","content":"hi"}],"logit_bias":{"258":1}})", 400, "logit_bias",
+     "key \"258\" is not a token id in the vocabulary [0, 258)"},
+    {"logit_bias key not a number", kCmpl, R"({"prompt":"a","logit_bias":{"x1":1}})", 400, "logit_bias",
+     "is not a token id"},
+    {"logit_bias key negative", kCmpl, R"({"prompt":"a","logit_bias":{"-1":1}})", 400, "logit_bias",
+     "is not a token id"},
+    {"logit_bias past 100", kCmpl, R"({"prompt":"a","logit_bias":{"1":100.5}})", 400, "logit_bias",
+     "the bias of token 1 must be a number in [-100, 100], got 100.5"},
+    {"logit_bias a string bias", kChat, R"({"messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":"5"}})", 400,
+     "logit_bias", "must be a number in [-100, 100]"},
+    {"stop_token_ids a number", kCmpl, R"({"prompt":"a","stop_token_ids":5})", 400, "stop_token_ids",
+     "must be a list of token ids"},
+    {"stop_token_ids outside the vocabulary", kChat,
+     R"({"messages":[{"role":"user","content":"hi"}],"stop_token_ids":[1,258]})", 400, "stop_token_ids",
+     "token id 258 is outside the vocabulary"},
+    {"65 stop_token_ids", kCmpl, R"({"prompt":"a","stop_token_ids":[${65,1}]})", 400, "stop_token_ids",
+     "at most 64 ids"},
     {"seed a float", kCmpl, R"({"prompt":"a","seed":1.5})", 400, "seed", "must be an integer, got 1.5"},
     {"seed a string", kChat, R"({"messages":[{"role":"user","content":"hi"}],"seed":"42"})", 400, "seed",
      "must be an integer, got \"42\""},
@@ -539,10 +603,44 @@ TEST(OpenAiRequest, EveryRangeLimitIsARefusalOnePastIt) {
   // The table pairs: each bounded field has an accepted row at its limit and a refused row past it.
   std::set<std::string> refused_params;
   for (const Rejected& c : kRejected) refused_params.insert(c.param);
-  for (const char* field :
-       {"max_tokens", "max_completion_tokens", "n", "temperature", "top_p", "top_k", "presence_penalty",
-        "frequency_penalty", "logprobs", "top_logprobs", "seed", "stop", "prompt", "messages", "model"})
+  for (const char* field : {"max_tokens",
+                            "max_completion_tokens",
+                            "n",
+                            "temperature",
+                            "top_p",
+                            "top_k",
+                            "presence_penalty",
+                            "frequency_penalty",
+                            "logprobs",
+                            "top_logprobs",
+                            "seed",
+                            "stop",
+                            "prompt",
+                            "messages",
+                            "model",
+                            "min_p",
+                            "repetition_penalty",
+                            "min_tokens",
+                            "logit_bias",
+                            "stop_token_ids"})
     EXPECT_TRUE(refused_params.count(field)) << field << " has no refused row";
+}
+
+// OpenAI's limit of 300 logit_bias entries (distinct keys, which a table row cannot spell short).
+TEST(OpenAiRequest, LogitBiasTakes300EntriesAndRefuses301) {
+  ApiLimits big = limits();
+  big.vocab = 1000;  // more ids than the test vocabulary has
+  json body = {{"prompt", "a"}, {"logit_bias", json::object()}};
+  for (int i = 0; i < 300; ++i) body["logit_bias"][std::to_string(i)] = i % 2 == 0 ? -1.0 : 0.5;
+  EXPECT_EQ(parse_completion(body, false, big, &chat_tokenizer()).logit_bias.size(), 300u);
+  body["logit_bias"]["300"] = 2;
+  try {
+    (void)parse_completion(body, false, big, &chat_tokenizer());
+    ADD_FAILURE() << "301 entries accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.param(), "logit_bias");
+    EXPECT_NE(std::string(e.what()).find("at most 300 entries, got 301"), std::string::npos) << e.what();
+  }
 }
 
 TEST(OpenAiRequest, WithoutASeedEachRequestDrawsItsOwn) {

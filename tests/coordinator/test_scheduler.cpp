@@ -205,6 +205,58 @@ class SimpleSink final : public RequestSink {
   int stop_after = 0;  // > 0: sequence i reports a stop string at its token stop_after + i
 };
 
+// A sequence's SamplingLists go with its prefill row, each list only when its setting is on; before min_tokens
+// a stop id does not end the sequence (the workers mask it; here the scripted dispatcher samples it anyway).
+TEST(SchedulerSteps, SamplingListsGoWithThePrefillAndMinTokensHoldsStops) {
+  ScriptedDispatcher d;
+  SchedulerOptions o{.n_slots = 2, .max_ctx = 64, .max_waiting = 8, .token_budget = 4096, .max_pad_fraction = 1.0};
+  o.vocab = 200;
+  Scheduler s(d, o, nullptr);
+  auto a = make_request(1, 4, 4), b = make_request(2, 4, 4);
+  a->prompt = {5, 3, 5, 7};
+  a->logit_bias = {{3, -100.0f}};
+  a->sampling.repetition_penalty = 1.5f;
+  a->sampling.min_tokens = 2;
+  a->stop_ids = {100};  // slot 0 answers token 100 at every step
+  b->stop_ids = {101};  // slot 1's token: b stops at its first
+  std::vector<std::shared_ptr<SimpleSink>> sinks;
+  for (auto& r : {a, b}) {
+    sinks.push_back(std::make_shared<SimpleSink>(1));
+    r->sink = sinks.back();
+    std::string why;
+    ASSERT_EQ(s.submit(r, &why), SubmitStatus::kAccepted) << why;
+  }
+  auto refused = [&](std::shared_ptr<Request> r) {
+    r->sink = std::make_shared<SimpleSink>(1);
+    std::string why;
+    EXPECT_EQ(s.submit(r, &why), SubmitStatus::kInvalid);
+    return why;
+  };
+  auto c = make_request(3, 4, 4);
+  c->sampling.min_tokens = 5;
+  EXPECT_NE(refused(c).find("min_tokens (5) exceeds max_tokens (4)"), std::string::npos);
+  c = make_request(4, 4, 4);
+  c->logit_bias = {{200, 1.0f}};
+  EXPECT_NE(refused(c).find("logit_bias token 200"), std::string::npos);
+  s.begin_drain();
+  s.run();
+  const auto& p = d.plans;
+  ASSERT_GE(p.size(), 2u);
+  EXPECT_EQ(p[1].prefill_slots, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(p[1].prefill_bias_len, (std::vector<int32_t>{1, 0}));
+  ASSERT_EQ(p[1].prefill_bias.size(), 1u);
+  EXPECT_EQ(p[1].prefill_bias[0].token, 3);
+  EXPECT_EQ(p[1].prefill_bias[0].bias, -100.0f);
+  EXPECT_EQ(p[1].prefill_stop_len, (std::vector<int32_t>{1, 0}));  // b has no min_tokens: its stop ids stay home
+  EXPECT_EQ(p[1].prefill_stop, (std::vector<int32_t>{100}));
+  EXPECT_EQ(p[1].prefill_prompt_len, (std::vector<int32_t>{3, 0}));
+  EXPECT_EQ(p[1].prefill_prompt, (std::vector<int32_t>{3, 5, 7}));     // distinct, ascending
+  EXPECT_EQ(sinks[0]->f.tokens[0], (std::vector<int32_t>{100, 100}));  // its stop id ends it from token 2 on
+  EXPECT_EQ(sinks[0]->f.reasons[0], FinishReason::kStop);
+  EXPECT_EQ(sinks[1]->f.tokens[0], (std::vector<int32_t>{101}));
+  EXPECT_EQ(sinks[1]->f.reasons[0], FinishReason::kStop);
+}
+
 TEST(SchedulerSteps, PlansAreReleasesPlusOneGroupPlusDecodes) {
   ScriptedDispatcher d;
   Scheduler s(d, {.n_slots = 3, .max_ctx = 64, .max_waiting = 8, .token_budget = 4096, .max_pad_fraction = 0.25},

@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     greedy.temperature = 0.0f;
     const std::unordered_map<int32_t, int32_t> no_counts;
     const std::vector<worker::SampleRequest> rows(static_cast<size_t>(B),
-                                                  worker::SampleRequest{&greedy, 0, &no_counts});
+                                                  worker::SampleRequest{&greedy, 0, &no_counts, nullptr});
     runner->configure_slots(B, P + N);
     std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B));
     std::vector<int32_t> slots;

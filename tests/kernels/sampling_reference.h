@@ -2,7 +2,8 @@
 // (tests/kernels/test_cuda_sampling.cpp, tests/gpu/test_cuda_runner.cpp): the token the CPU semantics pick, and
 // whether the CPU's own walk passes within a hair of a CDF boundary — where an implementation whose fp32 weights
 // differ by a few ulp (CUDA's expf is within 2 ulp, glibc's within 0.502) may legitimately pick the neighbouring
-// token. Double sums of the CPU's fp32 weights, in the CPU's order (logit descending, ties to the lowest id).
+// token. Double sums of the CPU's fp32 weights, in the CPU's order (logit descending, ties to the lowest id), after
+// logit_bias, the min_tokens mask, the penalties and min-p.
 #pragma once
 
 #include <algorithm>
@@ -40,13 +41,26 @@ inline double boundary_distance(const std::vector<double>& cum, size_t index, do
 }
 inline bool near(double distance, double target) { return distance <= kBoundaryRel * target + kBoundaryAbs; }
 
+// Steps 1–4 of worker/sampler.h one token at a time: logit_bias, the min_tokens mask, the repetition penalty
+// (each token of the prompt or the generated ones once), the presence / frequency penalties.
 inline Reference reference(std::span<const float> logits, const SamplingParams& p, uint64_t step,
-                           const std::unordered_map<int32_t, int32_t>& counts) {
+                           const std::unordered_map<int32_t, int32_t>& counts, const SamplingLists& lists = {}) {
   std::vector<float> z(logits.begin(), logits.end());
+  for (const LogitBias& e : lists.logit_bias) z[static_cast<size_t>(e.token)] += e.bias;
+  if (p.repetition_penalty != 1.0f) {
+    std::vector<bool> repeated(z.size(), false);
+    for (int32_t t : lists.prompt_tokens) repeated[static_cast<size_t>(t)] = true;
+    for (const auto& [t, n] : counts)
+      if (n > 0) repeated[static_cast<size_t>(t)] = true;
+    for (size_t t = 0; t < z.size(); ++t)
+      if (repeated[t]) z[t] = z[t] > 0.0f ? z[t] / p.repetition_penalty : z[t] * p.repetition_penalty;
+  }
   if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
     for (const auto& [t, n] : counts)
       if (n > 0) z[static_cast<size_t>(t)] -= p.frequency_penalty * static_cast<float>(n) + p.presence_penalty;
   }
+  if (step < static_cast<uint64_t>(p.min_tokens))
+    for (int32_t t : lists.stop_ids) z[static_cast<size_t>(t)] = -INFINITY;
   std::vector<int32_t> order(z.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b]; });
@@ -60,7 +74,9 @@ inline Reference reference(std::span<const float> logits, const SamplingParams& 
   std::vector<double> w;
   for (int32_t t : order) {
     const float wt = std::exp((z[static_cast<size_t>(t)] - zmax) * inv_t);
-    if (wt <= 0.0f) break;  // the weights only decrease along the order
+    // min-p compares one weight with min_p: within a few ulp of it, the GPU's expf may decide the other way.
+    if (p.min_p > 0.0f && std::abs(static_cast<double>(wt) - p.min_p) <= 4e-7 * p.min_p) r.near_boundary = true;
+    if (wt <= 0.0f || wt < p.min_p) break;  // the weights only decrease along the order
     w.push_back(wt);
   }
   if (p.top_k >= 1 && static_cast<size_t>(p.top_k) < w.size()) w.resize(static_cast<size_t>(p.top_k));

@@ -1,7 +1,8 @@
 // tests/kernels/test_cuda_sampling.cpp — the GPU sampler (gpu::sample_tokens) against the CPU sampler
 // (worker/sampler.h, sampler::sample) row by row: V 1, 7, 4099, 49152, 151936; batches of up to 16 rows with
 // mixed settings (greedy, temperature 0.3 / 0.7 / 1 / 1.5, top-k 1 / 5 / 50 / V-1 / V+5, top-p 0.05 / 0.5 / 0.9 / 1,
-// presence / frequency penalties with counts, n_logprobs 0 / 1 / 5 / 20, many seeds and steps) over Gaussian,
+// presence / frequency penalties with counts, logit_bias, min_tokens with stop ids, repetition penalties over
+// prompt and generated tokens, min-p, n_logprobs 0 / 1 / 5 / 20, many seeds and steps) over Gaussian,
 // peaked, flat (every logit equal), tied (few distinct values), wide and nearly flat (all in one weight bin:
 // the radix-refinement path) logits; the Philox uniform against the host's bit for bit; non-finite logits and
 // bad penalty entries as per-row errors; argument checks; determinism and batch-company invariance.
@@ -21,6 +22,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 #include <string>
@@ -82,7 +84,22 @@ struct RowCase {
   SamplingParams p;
   uint64_t step = 0;
   Counts counts;
+  SamplingLists lists;
 };
+
+// A row's edits as the CUDA runner lays them out (worker/cuda/device_sampling.cpp), except that every count is
+// listed, whatever the penalties (the kernel must ignore the ones no penalty uses), zeros included.
+std::vector<SampleEdit> edits_of(const RowCase& r) {
+  std::map<int32_t, SampleEdit> m;
+  auto at = [&](int32_t t) -> SampleEdit& { return m.try_emplace(t, SampleEdit{t, 0, 0.0f, 0u}).first->second; };
+  for (const auto& [t, c] : r.counts) at(t).count = c;
+  for (const LogitBias& e : r.lists.logit_bias) at(e.token).bias = e.bias;
+  for (int32_t t : r.lists.prompt_tokens) at(t).flags |= kSampleInPrompt;
+  for (int32_t t : r.lists.stop_ids) at(t).flags |= kSampleStopId;  // the kernel masks them before min_tokens
+  std::vector<SampleEdit> out;
+  for (const auto& [t, e] : m) out.push_back(e);
+  return out;
+}
 
 SampleParams to_device(const SamplingParams& p, uint64_t step) { return SampleParams{p, step}; }
 
@@ -92,33 +109,31 @@ std::vector<SampleOut> run_gpu(const std::vector<RowCase>& rows, int64_t V, bool
   const int64_t B = static_cast<int64_t>(rows.size());
   std::vector<float> all;
   std::vector<SampleParams> params;
-  std::vector<int32_t> offsets{0}, tokens, counts;
+  std::vector<int32_t> offsets{0};
+  std::vector<SampleEdit> edits;
   for (const RowCase& r : rows) {
     EXPECT_EQ(static_cast<int64_t>(r.logits.size()), V);
     all.insert(all.end(), r.logits.begin(), r.logits.end());
     params.push_back(to_device(r.p, r.step));
-    // Sorted, so that the CSR (and hence the test) does not depend on the map's iteration order.
-    std::vector<std::pair<int32_t, int32_t>> sorted(r.counts.begin(), r.counts.end());
-    std::sort(sorted.begin(), sorted.end());
-    for (const auto& [t, c] : sorted) tokens.push_back(t), counts.push_back(c);
-    offsets.push_back(static_cast<int32_t>(tokens.size()));
+    // Sorted by token, so that the CSR (and hence the test) does not depend on the map's iteration order.
+    const std::vector<SampleEdit> row = edits_of(r);
+    edits.insert(edits.end(), row.begin(), row.end());
+    offsets.push_back(static_cast<int32_t>(edits.size()));
   }
   DeviceArray<float> d_logits(all);
   DeviceArray<SampleParams> d_params(params);
-  DeviceArray<int32_t> d_off(offsets), d_tok(tokens), d_cnt(counts);
+  DeviceArray<int32_t> d_off(offsets);
+  // An empty edit array is still a non-null pointer to the kernel: give it one element.
+  DeviceArray<SampleEdit> d_edits(edits.empty() ? std::vector<SampleEdit>{SampleEdit{0, 0, 0.0f, 0u}} : edits);
   const size_t ws_bytes = sample_workspace_bytes(B, V);
   DeviceArray<unsigned char> ws(ws_bytes, 0xAB);
   DeviceArray<SampleOut> out(static_cast<size_t>(B), 0xFF);
-  // Empty token arrays are still non-null pointers to the kernel: give them one element.
-  DeviceArray<int32_t> one(std::vector<int32_t>{0});
-  const int32_t* tok = tokens.empty() ? one.get() : d_tok.get();
-  const int32_t* cnt = counts.empty() ? one.get() : d_cnt.get();
   if (with_penalty_arrays) {
-    TESSERA_STATUS_CHECK(sample_tokens(d_logits.get(), B, V, d_params.get(), d_off.get(), tok, cnt, ws.get(), ws_bytes,
-                                       out.get(), nullptr));
+    TESSERA_STATUS_CHECK(sample_tokens(d_logits.get(), B, V, d_params.get(), d_off.get(), d_edits.get(), ws.get(),
+                                       ws_bytes, out.get(), nullptr));
   } else {
     TESSERA_STATUS_CHECK(
-        sample_tokens(d_logits.get(), B, V, d_params.get(), nullptr, nullptr, nullptr, nullptr, 0, out.get(), nullptr));
+        sample_tokens(d_logits.get(), B, V, d_params.get(), nullptr, nullptr, nullptr, 0, out.get(), nullptr));
   }
   TESSERA_CUDA_CHECK(cudaGetLastError());
   return out.download();
@@ -195,6 +210,11 @@ SamplingParams make_params(int64_t V, std::mt19937& rng) {
     p.presence_penalty = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
     p.frequency_penalty = std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng);
   }
+  const std::vector<float> min_ps{0.0f, 0.0f, 0.0f, 0.01f, 0.1f, 0.5f};
+  const std::vector<float> reps{1.0f, 1.0f, 1.0f, 0.7f, 1.2f, 2.0f};
+  p.min_p = pick(min_ps);
+  p.repetition_penalty = pick(reps);
+  if (rng() % 3 == 0) p.min_tokens = static_cast<int32_t>(rng() % 600);
   p.seed = (static_cast<uint64_t>(rng()) << 32) | rng();
   return p;
 }
@@ -211,6 +231,34 @@ Counts make_counts(const std::vector<float>& x, std::mt19937& rng) {
   return c;
 }
 
+// logit_bias (the argmax pushed down by 100 or up, a few random tokens), stop ids (the argmax among them, so
+// that the min_tokens mask changes the greedy pick) and prompt tokens (ascending, distinct).
+SamplingLists make_lists(const std::vector<float>& x, std::mt19937& rng) {
+  SamplingLists l;
+  const int64_t V = static_cast<int64_t>(x.size());
+  const auto top = static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
+  const auto any = [&] { return static_cast<int32_t>(rng() % static_cast<uint64_t>(V)); };
+  std::map<int32_t, float> bias;
+  if (rng() % 2 == 0) bias[top] = rng() % 2 == 0 ? -100.0f : 5.0f;
+  const int n_bias = static_cast<int>(rng() % 12);
+  for (int i = 0; i < n_bias; ++i) bias[any()] = std::uniform_real_distribution<float>(-100.0f, 100.0f)(rng);
+  for (const auto& [t, b] : bias) l.logit_bias.push_back({t, b});
+  if (V > 1) {
+    if (rng() % 2 == 0) l.stop_ids.push_back(top);
+    const int n_stop = static_cast<int>(rng() % 4);
+    for (int i = 0; i < n_stop; ++i) l.stop_ids.push_back(any());
+    std::sort(l.stop_ids.begin(), l.stop_ids.end());
+    l.stop_ids.erase(std::unique(l.stop_ids.begin(), l.stop_ids.end()), l.stop_ids.end());
+    if (static_cast<int64_t>(l.stop_ids.size()) == V) l.stop_ids.pop_back();  // leave something to sample
+  }
+  const int n_prompt = static_cast<int>(rng() % 64);
+  for (int i = 0; i < n_prompt; ++i) l.prompt_tokens.push_back(any());
+  if (rng() % 2 == 0) l.prompt_tokens.push_back(top);
+  std::sort(l.prompt_tokens.begin(), l.prompt_tokens.end());
+  l.prompt_tokens.erase(std::unique(l.prompt_tokens.begin(), l.prompt_tokens.end()), l.prompt_tokens.end());
+  return l;
+}
+
 struct Tally {
   int64_t rows = 0, sampled = 0, mismatches = 0, near = 0, refined = 0;
 };
@@ -223,7 +271,7 @@ int base_passes(const SamplingParams& p, int64_t V) {
   int n = 2;
   const bool greedy = p.temperature < kGreedyTemperature || p.top_k == 1;
   if (!greedy) {
-    if (p.top_k >= 1 && p.top_k < V) ++n;
+    if (p.top_k >= 1 && p.top_k < V) ++n;  // (min-p may leave fewer than top_k: the search is skipped)
     if (p.top_p < 1.0f) ++n;
     ++n;
   }
@@ -240,11 +288,13 @@ void check_rows(const std::vector<RowCase>& rows, const std::vector<SampleOut>& 
     const SampleOut& o = out[b];
     SCOPED_TRACE(what + " row " + std::to_string(b) + " T " + std::to_string(c.p.temperature) + " top_k " +
                  std::to_string(c.p.top_k) + " top_p " + std::to_string(c.p.top_p) + " pen " +
-                 std::to_string(c.p.presence_penalty) + "/" + std::to_string(c.p.frequency_penalty) + " seed " +
+                 std::to_string(c.p.presence_penalty) + "/" + std::to_string(c.p.frequency_penalty) + " rep " +
+                 std::to_string(c.p.repetition_penalty) + " min_p " + std::to_string(c.p.min_p) + " min_tokens " +
+                 std::to_string(c.p.min_tokens) + " bias " + std::to_string(c.lists.logit_bias.size()) + " seed " +
                  std::to_string(c.p.seed) + " step " + std::to_string(c.step));
     ASSERT_EQ(o.error, SampleError::kNone) << sample_error_text(o, static_cast<int64_t>(b));
-    const sampler::SampleResult cpu = sampler::sample(c.logits, c.p, c.step, c.counts);
-    const Reference ref = reference(c.logits, c.p, c.step, c.counts);
+    const sampler::SampleResult cpu = sampler::sample(c.logits, c.p, c.step, c.counts, c.lists);
+    const Reference ref = reference(c.logits, c.p, c.step, c.counts, c.lists);
     ++t.rows;
     // The reference is the CPU's semantics by a different route: it must agree off the boundaries.
     if (!ref.near_boundary) {
@@ -326,6 +376,10 @@ TEST(CudaSampling, MatchesCpuSamplerOverShapesAndSettings) {
           c.p = make_params(V, rng);
           c.step = rng() % 4 == 0 ? (static_cast<uint64_t>(rng()) << 32 | rng()) : rng() % 512;
           if (c.p.presence_penalty != 0.0f || rng() % 4 == 0) c.counts = make_counts(c.logits, rng);
+          if (rng() % 3 == 0) {
+            c.lists = make_lists(c.logits, rng);
+            if (c.p.min_tokens > 0 && rng() % 2 == 0) c.step = rng() % static_cast<uint64_t>(c.p.min_tokens);
+          }
           rows.push_back(std::move(c));
         }
         check_rows(rows, run_gpu(rows, V),
@@ -397,6 +451,13 @@ TEST(CudaSampling, DeterministicAndIndependentOfBatchCompany) {
       c.p.presence_penalty = 0.5f;
       c.counts = make_counts(c.logits, rng);
     }
+    if (b % 3 == 1) {  // the new fields: their rows too are independent of the batch
+      c.p.min_p = 0.05f;
+      c.p.repetition_penalty = 1.3f;
+      c.p.min_tokens = 100;
+      c.lists = make_lists(c.logits, rng);
+      c.counts = make_counts(c.logits, rng);
+    }
     rows.push_back(std::move(c));
   }
   const auto first = run_gpu(rows, V);
@@ -447,26 +508,29 @@ TEST(CudaSampling, NonFiniteLogitIsAnErrorNamingRowAndIndex) {
   }
 }
 
-// Bad penalty lists are per-row errors (the CPU treats them as a caller bug and aborts).
+// Bad edit lists are per-row errors (the CPU treats bad counts as a caller bug and aborts).
 TEST(CudaSampling, BadPenaltyEntriesAreReported) {
   TESSERA_SKIP_WITHOUT_GPU();
   const int64_t V = 100;
   const std::vector<float> x = make_logits(Dist::kGauss, V, 3);
   std::vector<float> all;
-  for (int b = 0; b < 3; ++b) all.insert(all.end(), x.begin(), x.end());
+  for (int b = 0; b < 4; ++b) all.insert(all.end(), x.begin(), x.end());
   SampleParams p;
   p.sampling.presence_penalty = 1.0f;
-  const std::vector<SampleParams> params(3, p);
+  const std::vector<SampleParams> params(4, p);
   // Row 0: fine. Row 1: token 100 (outside V). Row 2: token 5 twice (reported: the smallest repeated token's first
-  // entry, whichever thread saw the repeat).
-  const std::vector<int32_t> offsets{0, 2, 4, 7}, tokens{1, 2, 3, 100, 5, 6, 5}, counts{1, 1, 1, 1, 1, 1, 2};
+  // entry, whichever thread saw the repeat). Row 3: a bias past 100.
+  const std::vector<int32_t> offsets{0, 2, 4, 7, 8};
+  const std::vector<SampleEdit> edits{{1, 1, 0.0f, 0u}, {2, 1, 0.0f, 0u}, {3, 1, 0.0f, 0u}, {100, 1, 0.0f, 0u},
+                                      {5, 1, 0.0f, 0u}, {6, 1, 0.0f, 0u}, {5, 2, 0.0f, 0u}, {7, 0, 101.0f, 0u}};
   DeviceArray<float> d_x(all);
   DeviceArray<SampleParams> d_p(params);
-  DeviceArray<int32_t> d_off(offsets), d_tok(tokens), d_cnt(counts);
-  DeviceArray<unsigned char> ws(sample_workspace_bytes(3, V), 0x00);
-  DeviceArray<SampleOut> out(3, 0xFF);
-  TESSERA_STATUS_CHECK(sample_tokens(d_x.get(), 3, V, d_p.get(), d_off.get(), d_tok.get(), d_cnt.get(), ws.get(),
-                                     sample_workspace_bytes(3, V), out.get(), nullptr));
+  DeviceArray<int32_t> d_off(offsets);
+  DeviceArray<SampleEdit> d_edits(edits);
+  DeviceArray<unsigned char> ws(sample_workspace_bytes(4, V), 0x00);
+  DeviceArray<SampleOut> out(4, 0xFF);
+  TESSERA_STATUS_CHECK(sample_tokens(d_x.get(), 4, V, d_p.get(), d_off.get(), d_edits.get(), ws.get(),
+                                     sample_workspace_bytes(4, V), out.get(), nullptr));
   const auto o = out.download();
   EXPECT_EQ(o[0].error, SampleError::kNone);
   EXPECT_EQ(o[1].error, SampleError::kBadPenalty);
@@ -474,8 +538,66 @@ TEST(CudaSampling, BadPenaltyEntriesAreReported) {
   EXPECT_EQ(o[2].error, SampleError::kBadPenalty);
   EXPECT_EQ(o[2].error_index, 0);
   EXPECT_EQ(o[2].error_value, 5.0f);
-  EXPECT_NE(sample_error_text(o[1], 1).find("row 1: generated-token entry 1 (token 100)"), std::string::npos)
+  EXPECT_EQ(o[3].error, SampleError::kBadPenalty);
+  EXPECT_EQ(o[3].error_index, 0);
+  EXPECT_NE(sample_error_text(o[1], 1).find("row 1: edit 1 (token 100)"), std::string::npos)
       << sample_error_text(o[1], 1);
+}
+
+// The new fields on small rows where each decides the greedy token: the GPU picks what the CPU picks.
+TEST(CudaSampling, LogitBiasMinTokensRepetitionAndMinPActLikeTheCpu) {
+  TESSERA_SKIP_WITHOUT_GPU();
+  const std::vector<float> x = {2.0f, 1.9f, 0.0f, -1.0f, 10.0f};
+  std::vector<RowCase> rows;
+  auto row = [&](SamplingParams p, uint64_t step, SamplingLists lists, Counts counts, int32_t want) {
+    RowCase c;
+    c.logits = x;
+    c.p = p;
+    c.step = step;
+    c.lists = std::move(lists);
+    c.counts = std::move(counts);
+    rows.push_back(std::move(c));
+    return want;
+  };
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  std::vector<int32_t> want;
+  SamplingLists bias;
+  bias.logit_bias = {{4, -100.0f}};
+  want.push_back(row(greedy, 0, bias, {}, 0));  // the argmax biased away
+  bias.logit_bias = {{4, -100.0f}, {2, 2.5f}};
+  want.push_back(row(greedy, 0, bias, {}, 2));
+  SamplingParams min_tokens = greedy;
+  min_tokens.min_tokens = 2;
+  SamplingLists stops;
+  stops.stop_ids = {4, 0};
+  want.push_back(row(min_tokens, 1, stops, {}, 1));  // masked before min_tokens
+  want.push_back(row(min_tokens, 2, stops, {}, 4));  // not from min_tokens on
+  SamplingParams rep = greedy;
+  rep.repetition_penalty = 1.5f;
+  SamplingLists prompt;
+  prompt.logit_bias = {{4, -100.0f}};
+  prompt.prompt_tokens = {0};
+  want.push_back(row(rep, 0, prompt, {}, 1));      // 2.0 / 1.5 < 1.9
+  want.push_back(row(rep, 0, bias, {{0, 1}}, 2));  // generated tokens too: 2.5 beats 2.0 / 1.5
+  SamplingParams min_p;
+  min_p.min_p = 0.999f;  // only the argmax survives, whatever the seed
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    min_p.seed = seed;
+    want.push_back(row(min_p, seed, {}, {}, 4));
+  }
+  const auto out = run_gpu(rows, static_cast<int64_t>(x.size()));
+  Tally t;
+  check_rows(rows, out, "new fields", t);
+  for (size_t b = 0; b < rows.size(); ++b) EXPECT_EQ(out[b].token, want[b]) << "row " << b;
+  // Masking every token is a row error, as on the CPU.
+  RowCase all_masked;
+  all_masked.logits = {1.0f, 2.0f};
+  all_masked.p.min_tokens = 1;
+  all_masked.lists.stop_ids = {0, 1};
+  const auto bad = run_gpu({all_masked}, 2);
+  EXPECT_EQ(bad[0].error, SampleError::kAllMasked);
+  EXPECT_NE(sample_error_text(bad[0], 0).find("min_tokens masks every token"), std::string::npos);
 }
 
 // Host-visible arguments are checked before any launch, naming the op and the argument.
@@ -485,25 +607,23 @@ TEST(CudaSampling, ArgumentsAreValidated) {
   DeviceArray<SampleParams> p(std::vector<SampleParams>(1));
   DeviceArray<SampleOut> out(1, 0);
   DeviceArray<int32_t> off(std::vector<int32_t>{0, 0});
+  DeviceArray<SampleEdit> edits(std::vector<SampleEdit>{SampleEdit{0, 0, 0.0f, 0u}});
   auto expect_bad = [](const Status& s, const char* arg) {
     EXPECT_FALSE(s.ok());
     EXPECT_NE(s.message.find("sample_tokens"), std::string::npos) << s.message;
     EXPECT_NE(s.message.find(std::string("'") + arg + "'"), std::string::npos) << s.message;
   };
-  expect_bad(sample_tokens(x.get(), 1, 0, p.get(), nullptr, nullptr, nullptr, nullptr, 0, out.get(), nullptr), "V");
-  expect_bad(sample_tokens(x.get(), 1, (int64_t{1} << 24) + 1, p.get(), nullptr, nullptr, nullptr, nullptr, 0,
-                           out.get(), nullptr),
-             "V");
-  expect_bad(sample_tokens(nullptr, 1, 8, p.get(), nullptr, nullptr, nullptr, nullptr, 0, out.get(), nullptr),
-             "logits");
-  expect_bad(sample_tokens(x.get(), 1, 8, nullptr, nullptr, nullptr, nullptr, nullptr, 0, out.get(), nullptr),
-             "params");
-  expect_bad(sample_tokens(x.get(), 1, 8, p.get(), nullptr, nullptr, nullptr, nullptr, 0, nullptr, nullptr), "out");
-  expect_bad(sample_tokens(x.get(), 1, 8, p.get(), off.get(), nullptr, nullptr, nullptr, 0, out.get(), nullptr),
-             "penalty_offsets");
-  expect_bad(sample_tokens(x.get(), 1, 8, p.get(), off.get(), off.get(), off.get(), nullptr, 0, out.get(), nullptr),
+  expect_bad(sample_tokens(x.get(), 1, 0, p.get(), nullptr, nullptr, nullptr, 0, out.get(), nullptr), "V");
+  expect_bad(
+      sample_tokens(x.get(), 1, (int64_t{1} << 24) + 1, p.get(), nullptr, nullptr, nullptr, 0, out.get(), nullptr),
+      "V");
+  expect_bad(sample_tokens(nullptr, 1, 8, p.get(), nullptr, nullptr, nullptr, 0, out.get(), nullptr), "logits");
+  expect_bad(sample_tokens(x.get(), 1, 8, nullptr, nullptr, nullptr, nullptr, 0, out.get(), nullptr), "params");
+  expect_bad(sample_tokens(x.get(), 1, 8, p.get(), nullptr, nullptr, nullptr, 0, nullptr, nullptr), "out");
+  expect_bad(sample_tokens(x.get(), 1, 8, p.get(), off.get(), nullptr, nullptr, 0, out.get(), nullptr), "edit_offsets");
+  expect_bad(sample_tokens(x.get(), 1, 8, p.get(), off.get(), edits.get(), nullptr, 0, out.get(), nullptr),
              "workspace");
-  EXPECT_TRUE(sample_tokens(x.get(), 0, 8, p.get(), nullptr, nullptr, nullptr, nullptr, 0, out.get(), nullptr).ok());
+  EXPECT_TRUE(sample_tokens(x.get(), 0, 8, p.get(), nullptr, nullptr, nullptr, 0, out.get(), nullptr).ok());
   EXPECT_EQ(sample_workspace_bytes(2, 33), 16u);  // 2 rows · 2 words · 4 bytes
   EXPECT_EQ(sample_mass_bits(152064), 45);
   EXPECT_EQ(sample_mass_bits(1), 52);

@@ -87,6 +87,15 @@ StepPlan sample_plan() {
   p.prefill_cached = {0, 16};
   p.prefill_history_len = {0, 2};
   p.prefill_history = {21, 22};
+  p.prefill_sampling[0].min_p = 0.05f;
+  p.prefill_sampling[0].repetition_penalty = 1.3f;
+  p.prefill_sampling[0].min_tokens = 4;
+  p.prefill_bias_len = {2, 0};
+  p.prefill_bias = {{5, -100.0f}, {9, 2.5f}};
+  p.prefill_stop_len = {1, 0};
+  p.prefill_stop = {2};
+  p.prefill_prompt_len = {3, 0};
+  p.prefill_prompt = {5, 6, 7};
   p.decode_tokens = {11};
   p.decode_slots = {2};
   p.decode_positions = {17};
@@ -107,6 +116,18 @@ TEST(Transport, PlanAndResultRoundTrip) {
   EXPECT_EQ(q.prefill_cached, p.prefill_cached);
   EXPECT_EQ(q.prefill_history_len, p.prefill_history_len);
   EXPECT_EQ(q.prefill_history, p.prefill_history);
+  EXPECT_EQ(q.prefill_sampling[0].min_p, 0.05f);
+  EXPECT_EQ(q.prefill_sampling[0].repetition_penalty, 1.3f);
+  EXPECT_EQ(q.prefill_sampling[0].min_tokens, 4);
+  EXPECT_EQ(q.prefill_sampling[1].repetition_penalty, 1.0f);
+  EXPECT_EQ(q.prefill_bias_len, p.prefill_bias_len);
+  ASSERT_EQ(q.prefill_bias.size(), 2u);
+  EXPECT_EQ(q.prefill_bias[1].token, 9);
+  EXPECT_EQ(q.prefill_bias[1].bias, 2.5f);
+  EXPECT_EQ(q.prefill_stop_len, p.prefill_stop_len);
+  EXPECT_EQ(q.prefill_stop, p.prefill_stop);
+  EXPECT_EQ(q.prefill_prompt_len, p.prefill_prompt_len);
+  EXPECT_EQ(q.prefill_prompt, p.prefill_prompt);
   EXPECT_EQ(q.table_width, 2);
   EXPECT_EQ(q.tables, p.tables);
   StepPlan bad = p;
@@ -115,6 +136,17 @@ TEST(Transport, PlanAndResultRoundTrip) {
   bad = p;
   bad.prefill_history_len = {0, 3};  // more history than sent
   EXPECT_THROW(decode_plan(encode_plan(bad)), Error);
+  bad = p;
+  bad.prefill_bias_len = {2};  // one length for two rows
+  EXPECT_THROW(decode_plan(encode_plan(bad)), Error);
+  bad = p;
+  bad.prefill_prompt.pop_back();  // fewer prompt tokens than their lengths say
+  EXPECT_THROW(decode_plan(encode_plan(bad)), Error);
+  bad = p;
+  bad.prefill_stop_len = {};  // no lengths: every list empty, but one was sent
+  EXPECT_THROW(decode_plan(encode_plan(bad)), Error);
+  bad.prefill_stop = {};
+  EXPECT_NO_THROW(decode_plan(encode_plan(bad)));
   StepResult r;
   r.step_id = 42;
   r.tokens = {1, 2, 3};

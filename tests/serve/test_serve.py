@@ -251,6 +251,64 @@ def test_stream_has_one_chunk_per_token(smol):
             assert "" in texts and len(whole["text"]) < n  # the prompt does make the server hold text back
 
 
+def greedy_france(smol, max_tokens=4, **fields):
+    body = dict({"messages": FRANCE, "max_tokens": max_tokens, "temperature": 0, "return_token_ids": True}, **fields)
+    r = smol.post("/v1/chat/completions", body)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]
+
+
+@needs_smol
+def test_logit_bias_moves_the_greedy_first_token(smol):
+    first = greedy_france(smol)["token_ids"][0]
+    biased = greedy_france(smol, logit_bias={str(first): -100})
+    assert biased["token_ids"][0] != first, biased
+    # A positive bias on another token makes it the greedy first token.
+    other = greedy_france(smol, logit_bias={"28": 100})
+    assert other["token_ids"][0] == 28, other
+    err = assert_openai_error(smol.post("/v1/chat/completions", {"messages": FRANCE, "logit_bias": {"49152": 1}}), 400)
+    assert err["param"] == "logit_bias"
+
+
+@needs_smol
+def test_stop_token_ids_end_a_stream_with_finish_reason_stop(smol):
+    ids = greedy_france(smol, max_tokens=8, ignore_eos=True)["token_ids"]
+    stop_id = ids[2]
+    assert stop_id not in ids[:2]
+    body = {"messages": FRANCE, "max_tokens": 8, "temperature": 0, "ignore_eos": True, "stop_token_ids": [stop_id],
+            "stream": True, "return_token_ids": True, "stream_options": {"include_usage": True}}
+    events = sse_events(smol.post("/v1/chat/completions", body, stream=True))
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    choices = [c["choices"][0] for c in chunks if c["choices"]]
+    assert choices[-1]["finish_reason"] == "stop", choices
+    streamed = [t for c in choices for t in c.get("token_ids") or []]
+    assert streamed == ids[:3]  # the stop token is the last token, even with ignore_eos
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    # Its text is left out, like EOS's: the content is that of the two tokens before it.
+    text = "".join(c["delta"].get("content") or "" for c in choices)
+    assert text == smol.post("/detokenize", {"tokens": ids[:2]}).json()["prompt"]
+
+
+@needs_smol
+def test_min_tokens_holds_back_every_stop(smol):
+    ids = greedy_france(smol, max_tokens=8, ignore_eos=True)["token_ids"]
+    first_text = smol.post("/detokenize", {"tokens": ids[:1]}).json()["prompt"]
+    # Without min_tokens, each of these ends the answer at its first token.
+    for stop in ({"stop_token_ids": [ids[0]]}, {"stop": [first_text]}):
+        c = greedy_france(smol, max_tokens=8, **stop)
+        assert c["finish_reason"] == "stop" and len(c["token_ids"]) == 1, (stop, c)
+        # With min_tokens 5 nothing stops it before 5 tokens: the stop id cannot be sampled before then, and the
+        # stop string is not looked for in the first 5 tokens' text.
+        held = greedy_france(smol, max_tokens=8, min_tokens=5, **stop)
+        assert len(held["token_ids"]) >= 5, (stop, held)
+        if "stop_token_ids" in stop:
+            assert ids[0] not in held["token_ids"][:5], held
+    err = assert_openai_error(smol.post("/v1/chat/completions", {"messages": FRANCE, "max_tokens": 4,
+                                                                  "min_tokens": 5}), 400)
+    assert err["param"] == "min_tokens"
+
+
 @needs_smol
 def test_error_statuses_are_openai_shaped(smol):
     s = requests.Session()

@@ -144,11 +144,12 @@ double chi_square(const std::vector<int>& observed, const std::vector<double>& p
 // and a wrong distribution (see ChiSquareHasPower) lands far above it.
 constexpr double kChi2Limit5Dof = 25.7;
 
-std::set<int32_t> tokens_over_seeds(const std::vector<float>& logits, SamplingParams p, int n_seeds) {
+std::set<int32_t> tokens_over_seeds(const std::vector<float>& logits, SamplingParams p, int n_seeds,
+                                    const SamplingLists& lists = {}, uint64_t step = 0) {
   std::set<int32_t> seen;
   for (int s = 0; s < n_seeds; ++s) {
     p.seed = static_cast<uint64_t>(s);
-    seen.insert(sample(logits, p, 0, kNoCounts).token);
+    seen.insert(sample(logits, p, step, kNoCounts, lists).token);
   }
   return seen;
 }
@@ -356,11 +357,24 @@ TEST(Sampler, DrawIsTheInverseCdfOfThePhiloxUniform) {
 }
 
 // A brute-force reference: full sort, no laziness, same fp32 weights.
-int32_t reference_sample(const std::vector<float>& raw, const SamplingParams& p, uint64_t step, const Counts& counts) {
+// Steps in sampler.h's order, written out one token at a time.
+int32_t reference_sample(const std::vector<float>& raw, const SamplingParams& p, uint64_t step, const Counts& counts,
+                         const SamplingLists& lists = {}) {
   std::vector<float> z = raw;
-  for (const auto& [t, c] : counts) {
-    if (c > 0) z[t] -= p.frequency_penalty * static_cast<float>(c) + p.presence_penalty;
+  for (const LogitBias& e : lists.logit_bias) z[e.token] += e.bias;
+  if (p.repetition_penalty != 1.0f) {
+    std::set<int32_t> seen(lists.prompt_tokens.begin(), lists.prompt_tokens.end());
+    for (const auto& [t, c] : counts)
+      if (c > 0) seen.insert(t);
+    for (int32_t t : seen) z[t] = z[t] > 0.0f ? z[t] / p.repetition_penalty : z[t] * p.repetition_penalty;
   }
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    for (const auto& [t, c] : counts) {
+      if (c > 0) z[t] -= p.frequency_penalty * static_cast<float>(c) + p.presence_penalty;
+    }
+  }
+  if (step < static_cast<uint64_t>(p.min_tokens))
+    for (int32_t t : lists.stop_ids) z[t] = -std::numeric_limits<float>::infinity();
   std::vector<int32_t> order(z.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b]; });
@@ -369,7 +383,10 @@ int32_t reference_sample(const std::vector<float>& raw, const SamplingParams& p,
   const float z_max = z[order[0]];
   const float inv_t = 1.0f / p.temperature;
   std::vector<double> w;
-  for (int32_t t : order) w.push_back(std::exp((z[t] - z_max) * inv_t));
+  for (int32_t t : order) {
+    const float wt = std::exp((z[t] - z_max) * inv_t);
+    w.push_back(wt < p.min_p ? 0.0f : wt);
+  }
   const double total = std::accumulate(w.begin(), w.end(), 0.0);
   size_t n_kept = order.size();
   if (p.top_p < 1.0f) {
@@ -383,6 +400,7 @@ int32_t reference_sample(const std::vector<float>& raw, const SamplingParams& p,
     }
   }
   const double kept_mass = std::accumulate(w.begin(), w.begin() + n_kept, 0.0);
+  while (n_kept > 1 && w[n_kept - 1] == 0.0) --n_kept;  // dropped by min-p (or underflow): never drawn
   const double target = philox::sampling_uniform(p.seed, step, 0) * kept_mass;
   double mass = 0.0;
   for (size_t i = 0; i < n_kept; ++i) {
@@ -540,6 +558,181 @@ TEST(Sampler, LogprobsComeFromTheRawDistribution) {
 }
 
 // ----------------------------------------------------------------------------------------------------------
+// logit_bias, min_tokens, repetition penalty, min-p
+
+TEST(Sampler, LogitBiasChangesTheGreedyArgmax) {
+  const std::vector<float> logits = {2.0f, 1.9f, 0.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  SamplingLists lists;
+  lists.logit_bias = {{0, -100.0f}};
+  EXPECT_EQ(sample(logits, p, 0, kNoCounts, lists).token, 1);
+  lists.logit_bias = {{2, 2.5f}};  // 0 + 2.5 > 2.0
+  EXPECT_EQ(sample(logits, p, 0, kNoCounts, lists).token, 2);
+  lists.logit_bias = {{2, 1.5f}};  // 0 + 1.5 < 2.0: the argmax stays
+  EXPECT_EQ(sample(logits, p, 0, kNoCounts, lists).token, 0);
+  // Logprobs stay those of the raw distribution.
+  lists.logit_bias = {{0, -100.0f}};
+  const SampleResult biased = sample(logits, p, 0, kNoCounts, lists);
+  EXPECT_EQ(biased.token, 1);
+  EXPECT_NEAR(biased.logprob, 1.9 - std::log(std::exp(2.0) + std::exp(1.9) + 1.0), 1e-6);
+  // A bias of -100 removes a token from sampling in practice: never drawn over many seeds.
+  p.temperature = 1.0f;
+  const std::vector<float> flat(8, 0.0f);
+  lists.logit_bias = {{3, -100.0f}, {5, -100.0f}};
+  EXPECT_EQ(tokens_over_seeds(flat, p, 400, lists), (std::set<int32_t>{0, 1, 2, 4, 6, 7}));
+}
+
+TEST(Sampler, MinTokensMasksTheStopIdsUntilReached) {
+  // Token 0 (the "EOS") is far ahead: greedy and sampled draws alike pick it as soon as they may.
+  const std::vector<float> logits = {10.0f, 1.0f, 0.5f, 0.0f, 9.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.min_tokens = 3;
+  SamplingLists lists;
+  lists.stop_ids = {0, 4};
+  for (uint64_t step = 0; step < 3; ++step) EXPECT_EQ(sample(logits, p, step, kNoCounts, lists).token, 1) << step;
+  EXPECT_EQ(sample(logits, p, 3, kNoCounts, lists).token, 0);  // min_tokens reached: EOS again
+  p.min_tokens = 0;
+  EXPECT_EQ(sample(logits, p, 0, kNoCounts, lists).token, 0);  // off
+  p.temperature = 1.0f;
+  p.min_tokens = 2;
+  EXPECT_EQ(tokens_over_seeds(logits, p, 500, lists, /*step=*/1), (std::set<int32_t>{1, 2, 3}));
+  EXPECT_TRUE(tokens_over_seeds(logits, p, 200, lists, /*step=*/2).count(0) == 1);
+  // Masking the whole vocabulary is an error, not a crash.
+  lists.stop_ids = {0, 1, 2, 3, 4};
+  EXPECT_THROW((void)sample(logits, p, 0, kNoCounts, lists), Error);
+}
+
+TEST(Sampler, RepetitionPenaltyOverPromptAndGeneratedTokensOnce) {
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.repetition_penalty = 1.5f;
+  SamplingLists lists;
+  lists.prompt_tokens = {0};
+  // Positive logits are divided: 2.0 / 1.5 < 1.9.
+  EXPECT_EQ(sample(std::vector<float>{2.0f, 1.9f, 0.0f}, p, 0, kNoCounts, lists).token, 1);
+  // Negative ones multiplied: -1.0 · 1.5 < -1.2.
+  EXPECT_EQ(sample(std::vector<float>{-1.0f, -1.2f}, p, 0, kNoCounts, lists).token, 1);
+  // Generated tokens too, without the prompt.
+  EXPECT_EQ(sample(std::vector<float>{2.0f, 1.9f, 0.0f}, p, 0, {{0, 1}}).token, 1);
+  // A token in the prompt and generated is penalized once: 1.9 / 1.5 > 1.0 (twice would be < 1.0).
+  lists.prompt_tokens = {1};
+  EXPECT_EQ(sample(std::vector<float>{1.0f, 1.9f, 1.0f}, p, 0, {{1, 2}}, lists).token, 1);
+  p.repetition_penalty = 1.0f;  // off: the prompt list changes nothing
+  lists.prompt_tokens = {0};
+  EXPECT_EQ(sample(std::vector<float>{2.0f, 1.9f, 0.0f}, p, 0, kNoCounts, lists).token, 0);
+}
+
+TEST(Sampler, MinPDropsTokensBelowTheFractionOfTheLargestProbability) {
+  // Probabilities 0.5, 0.3, 0.15, 0.05 at T = 1.
+  const std::vector<float> logits = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+  SamplingParams p;
+  EXPECT_EQ(tokens_over_seeds(logits, p, 600), (std::set<int32_t>{0, 1, 2, 3}));
+  p.min_p = 0.2f;  // threshold 0.1: drops token 3
+  EXPECT_EQ(tokens_over_seeds(logits, p, 600), (std::set<int32_t>{0, 1, 2}));
+  p.min_p = 0.5f;  // threshold 0.25
+  EXPECT_EQ(tokens_over_seeds(logits, p, 600), (std::set<int32_t>{0, 1}));
+  p.min_p = 1.0f;  // only the most probable
+  EXPECT_EQ(tokens_over_seeds(logits, p, 100), (std::set<int32_t>{0}));
+  // After temperature: at T = 2 the probabilities flatten (weights sqrt of the ratios), so min_p 0.5 keeps 0, 1, 2
+  // (sqrt(0.3) and sqrt(0.15 / 0.5) = 0.548 >= 0.5), drops 3 (sqrt(0.1) = 0.316).
+  p.temperature = 2.0f;
+  p.min_p = 0.5f;
+  EXPECT_EQ(tokens_over_seeds(logits, p, 600), (std::set<int32_t>{0, 1, 2}));
+  // The survivors keep their relative probabilities: renormalized over {0, 1} at T = 1, token 0 has 0.625.
+  p.temperature = 1.0f;
+  p.min_p = 0.5f;
+  int n0 = 0;
+  constexpr int kDraws = 4000;
+  for (int s = 0; s < kDraws; ++s) {
+    p.seed = static_cast<uint64_t>(s);
+    n0 += sample(logits, p, 0, kNoCounts).token == 0;
+  }
+  EXPECT_NEAR(static_cast<double>(n0) / kDraws, 0.625, 0.03);
+}
+
+TEST(Sampler, NewFieldsMatchTheFullSortReference) {
+  const size_t vocab = 49152;
+  const std::vector<float> logits = random_logits(vocab, 777, 2.5f);
+  const int32_t top = reference_argmax(logits);
+  Counts counts;
+  for (int32_t i = 0; i < 40; ++i) counts[(top ^ i) % static_cast<int32_t>(vocab)] = 1 + i % 3;
+  SamplingLists lists;
+  lists.logit_bias = {{top, -100.0f}, {5, 8.0f}, {77, -3.5f}, {1234, 4.25f}};
+  lists.stop_ids = {0, (top + 1) % static_cast<int32_t>(vocab)};
+  for (int32_t t = 100; t < 400; t += 7) lists.prompt_tokens.push_back(t);
+  lists.prompt_tokens.push_back(top ^ 1);
+  std::sort(lists.prompt_tokens.begin(), lists.prompt_tokens.end());
+  lists.prompt_tokens.erase(std::unique(lists.prompt_tokens.begin(), lists.prompt_tokens.end()),
+                            lists.prompt_tokens.end());
+  struct Case {
+    float t, top_p, min_p, rep;
+    int32_t top_k, min_tokens;
+    float presence;
+  };
+  const Case cases[] = {
+      {0.0f, 1.0f, 0.0f, 1.3f, -1, 5, 0.0f},   {1.0f, 1.0f, 0.05f, 1.0f, -1, 0, 0.0f},
+      {0.8f, 0.9f, 0.1f, 1.2f, -1, 5, 0.5f},   {1.2f, 1.0f, 0.01f, 0.8f, 40, 5, 0.0f},
+      {1.0f, 0.95f, 0.0f, 1.5f, 200, 0, 1.0f}, {2.0f, 1.0f, 0.3f, 1.1f, -1, 9, -0.5f},
+  };
+  for (const Case& c : cases) {
+    SamplingParams p;
+    p.temperature = c.t;
+    p.top_p = c.top_p;
+    p.min_p = c.min_p;
+    p.repetition_penalty = c.rep;
+    p.top_k = c.top_k;
+    p.min_tokens = c.min_tokens;
+    p.presence_penalty = c.presence;
+    for (uint64_t s = 0; s < 10; ++s) {
+      p.seed = s * 7919 + 1;
+      EXPECT_EQ(sample(logits, p, s, counts, lists).token, reference_sample(logits, p, s, counts, lists))
+          << "T " << c.t << " top_p " << c.top_p << " min_p " << c.min_p << " rep " << c.rep << " top_k " << c.top_k
+          << " min_tokens " << c.min_tokens << " step " << s;
+    }
+  }
+}
+
+TEST(Sampler, SeededDrawsWithTheNewFieldsIgnoreBatchCompany) {
+  // The same row (logits, params, lists, step) alone and after other rows with other lists and settings.
+  const std::vector<float> a = random_logits(49152, 11, 2.0f);
+  const std::vector<float> b = random_logits(49152, 12, 1.0f);
+  SamplingParams pa;
+  pa.temperature = 0.9f;
+  pa.min_p = 0.02f;
+  pa.repetition_penalty = 1.3f;
+  pa.min_tokens = 4;
+  pa.seed = 5;
+  SamplingLists la;
+  la.logit_bias = {{reference_argmax(a), -100.0f}, {17, 3.0f}};
+  la.stop_ids = {2};
+  la.prompt_tokens = {3, 9, 400};
+  const Counts ca = {{7, 2}, {400, 1}};
+  std::vector<SampleResult> alone;
+  for (uint64_t step = 0; step < 8; ++step) alone.push_back(sample(a, pa, step, ca, la));
+  SamplingParams pb;
+  pb.temperature = 1.4f;
+  pb.top_k = 3;
+  pb.min_tokens = 100;
+  pb.seed = 5;  // the same seed as the other row
+  SamplingLists lb;
+  lb.logit_bias = {{reference_argmax(b), 50.0f}};
+  lb.stop_ids = {0, 1, 2, 3};
+  for (uint64_t step = 0; step < 8; ++step) {
+    (void)sample(b, pb, step, {{1, 1}}, lb);
+    const SampleResult again = sample(a, pa, step, ca, la);
+    (void)sample(b, pb, step + 1, kNoCounts, lb);
+    EXPECT_EQ(again.token, alone[step].token) << step;
+    EXPECT_EQ(again.logprob, alone[step].logprob) << step;
+  }
+  // And the draws do depend on the seed and step, not on the row's neighbours alone.
+  std::set<int32_t> tokens;
+  for (const SampleResult& r : alone) tokens.insert(r.token);
+  EXPECT_GT(tokens.size(), 1u);
+}
+
+// ----------------------------------------------------------------------------------------------------------
 // errors
 
 void expect_error_naming(const SamplingParams& p, const std::string& field) {
@@ -593,6 +786,21 @@ TEST(Sampler, InvalidParamsNameTheField) {
     p.n_logprobs = n;
     expect_error_naming(p, "n_logprobs");
   }
+  for (float v : {-0.01f, 1.01f, nan}) {
+    SamplingParams p;
+    p.min_p = v;
+    expect_error_naming(p, "min_p");
+  }
+  for (float v : {0.0f, -1.0f, 2.01f, nan}) {
+    SamplingParams p;
+    p.repetition_penalty = v;
+    expect_error_naming(p, "repetition_penalty");
+  }
+  {
+    SamplingParams p;
+    p.min_tokens = -1;
+    expect_error_naming(p, "min_tokens");
+  }
   // The edges of every range are valid.
   SamplingParams ok;
   ok.temperature = 0.0f;
@@ -601,7 +809,51 @@ TEST(Sampler, InvalidParamsNameTheField) {
   ok.presence_penalty = -2.0f;
   ok.frequency_penalty = 2.0f;
   ok.n_logprobs = 20;
+  ok.min_p = 1.0f;
+  ok.repetition_penalty = 2.0f;
+  ok.min_tokens = 0;
   EXPECT_NO_THROW(ok.validate());
+  ok.min_p = 0.0f;
+  ok.repetition_penalty = 1e-3f;
+  EXPECT_NO_THROW(ok.validate());
+}
+
+TEST(Sampler, InvalidListsNameTheList) {
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f};
+  SamplingParams p;
+  auto bias_list = [](std::vector<LogitBias> v) {
+    SamplingLists l;
+    l.logit_bias = std::move(v);
+    return l;
+  };
+  auto stop_list = [](std::vector<int32_t> v) {
+    SamplingLists l;
+    l.stop_ids = std::move(v);
+    return l;
+  };
+  auto prompt_list = [](std::vector<int32_t> v) {
+    SamplingLists l;
+    l.prompt_tokens = std::move(v);
+    return l;
+  };
+  auto expect_error = [&](const SamplingLists& lists, const std::string& what) {
+    try {
+      (void)sample(logits, p, 0, kNoCounts, lists);
+      ADD_FAILURE() << "no error for " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_error(bias_list({{3, 1.0f}}), "logit_bias token 3 is outside the vocabulary");
+  expect_error(bias_list({{-1, 1.0f}}), "logit_bias");
+  expect_error(bias_list({{1, 100.5f}}), "[-100, 100]");
+  expect_error(bias_list({{1, std::numeric_limits<float>::quiet_NaN()}}), "[-100, 100]");
+  expect_error(bias_list({{1, 1.0f}, {1, 2.0f}}), "twice");
+  expect_error(bias_list(std::vector<LogitBias>(301, LogitBias{0, 0.0f})), "at most 300");
+  expect_error(stop_list({7}), "stop token id 7");
+  expect_error(prompt_list({2, 1}), "ascending");
+  expect_error(prompt_list({5}), "prompt token 5");
+  EXPECT_NO_THROW((void)sample(logits, p, 0, kNoCounts, bias_list({{2, 100.0f}, {0, -100.0f}})));
 }
 
 TEST(Sampler, NonFiniteLogitsAreAnError) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "common/check.h"
@@ -32,31 +33,45 @@ Status CudaRunner::sample_rows(const ForwardStep& s, const SampleJob& job) {
     TESSERA_CUDA_TRY(cudaStreamSynchronize(stream_));
     return Status::success();
   }
-  // The inputs, staged on the host in the device layout: params [B], then offsets [B + 1], tokens, counts (the
-  // generated tokens of the rows whose penalties are non-zero, CSR).
+  // The inputs, staged on the host in the device layout: params [B], offsets [B + 1], then the edits (CSR): per
+  // row the tokens whose logit the sampler changes (gpu::SampleEdit: logit_bias, generated counts when a
+  // penalty is on, prompt tokens when the repetition penalty is, stop ids when min_tokens is), one entry per token.
   std::vector<gpu::SampleParams> params(static_cast<size_t>(B));
-  std::vector<int32_t> offsets{0}, tokens, counts;
+  std::vector<int32_t> offsets{0};
+  std::vector<gpu::SampleEdit> edits;
+  std::map<int32_t, gpu::SampleEdit> row_edits;  // token → edit, ascending (a deterministic layout)
   for (int64_t b = 0; b < B; ++b) {
     const SampleRequest& r = job.rows[static_cast<size_t>(b)];
     const SamplingParams& p = *r.params;
     params[static_cast<size_t>(b)] = gpu::SampleParams{p, r.step};
-    if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-      for (const auto& [t, n] : *r.counts) {
-        if (n > 0) tokens.push_back(t), counts.push_back(n);
-      }
+    row_edits.clear();
+    auto at = [&](int32_t t) -> gpu::SampleEdit& {
+      return row_edits.try_emplace(t, gpu::SampleEdit{t, 0, 0.0f, 0u}).first->second;
+    };
+    const bool repetition = p.repetition_penalty != 1.0f;
+    if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f || repetition) {
+      for (const auto& [t, n] : *r.counts)
+        if (n > 0) at(t).count = n;
     }
-    offsets.push_back(static_cast<int32_t>(tokens.size()));
+    if (r.lists != nullptr) {
+      for (const LogitBias& e : r.lists->logit_bias) at(e.token).bias = e.bias;
+      if (repetition)
+        for (int32_t t : r.lists->prompt_tokens) at(t).flags |= gpu::kSampleInPrompt;
+      if (r.step < static_cast<uint64_t>(p.min_tokens))
+        for (int32_t t : r.lists->stop_ids) at(t).flags |= gpu::kSampleStopId;
+    }
+    for (const auto& [t, e] : row_edits) edits.push_back(e);
+    offsets.push_back(static_cast<int32_t>(edits.size()));
   }
-  const bool penalties = !tokens.empty();
+  const bool edited = !edits.empty();
   const size_t params_bytes = params.size() * sizeof(gpu::SampleParams);
-  std::vector<int32_t> ints = offsets;
-  ints.insert(ints.end(), tokens.begin(), tokens.end());
-  ints.insert(ints.end(), counts.begin(), counts.end());
-  const size_t ws_bytes = penalties ? gpu::sample_workspace_bytes(B, V) : 0;
+  const size_t offsets_bytes = offsets.size() * sizeof(int32_t);
+  const size_t edits_bytes = edits.size() * sizeof(gpu::SampleEdit);
+  const size_t ws_bytes = edited ? gpu::sample_workspace_bytes(B, V) : 0;
   const size_t sizes[] = {size > 1 ? static_cast<size_t>(B * V) * sizeof(float) : 0,  // logits [B, V] (TP > 1)
-                          params_bytes + ints.size() * sizeof(int32_t),               // params | ints
+                          params_bytes + offsets_bytes + edits_bytes,                 // params | offsets | edits
                           static_cast<size_t>(B) * sizeof(gpu::SampleOut),            // out
-                          ws_bytes};                                                  // penalty bitmaps
+                          ws_bytes};                                                  // edit bitmaps
   size_t total = 0;
   for (size_t b : sizes) total += DeviceArena::round_up(std::max<size_t>(b, 1));
   if (total > sampling_.capacity()) {
@@ -79,19 +94,21 @@ Status CudaRunner::sample_rows(const ForwardStep& s, const SampleJob& job) {
     }
     logits_dev = all;
   }
-  std::vector<unsigned char> staged(params_bytes + ints.size() * sizeof(int32_t));
+  // params (8-byte aligned) | offsets | edits: the sizes of SampleParams and int32 keep each part 4-byte aligned.
+  static_assert(sizeof(gpu::SampleParams) % alignof(gpu::SampleEdit) == 0 && alignof(gpu::SampleEdit) == 4);
+  std::vector<unsigned char> staged(params_bytes + offsets_bytes + edits_bytes);
   std::memcpy(staged.data(), params.data(), params_bytes);
-  std::memcpy(staged.data() + params_bytes, ints.data(), ints.size() * sizeof(int32_t));
+  std::memcpy(staged.data() + params_bytes, offsets.data(), offsets_bytes);
+  if (edited) std::memcpy(staged.data() + params_bytes + offsets_bytes, edits.data(), edits_bytes);
   TESSERA_CUDA_TRY(cudaMemcpyAsync(p[1], staged.data(), staged.size(), cudaMemcpyHostToDevice, stream_));
   const auto* params_dev = static_cast<const gpu::SampleParams*>(p[1]);
-  const auto* ints_dev = reinterpret_cast<const int32_t*>(static_cast<const char*>(p[1]) + params_bytes);
-  const int32_t* offsets_dev = ints_dev;
-  const int32_t* tokens_dev = ints_dev + offsets.size();
-  const int32_t* counts_dev = tokens_dev + tokens.size();
+  const auto* offsets_dev = reinterpret_cast<const int32_t*>(static_cast<const char*>(p[1]) + params_bytes);
+  const auto* edits_dev =
+      reinterpret_cast<const gpu::SampleEdit*>(static_cast<const char*>(p[1]) + params_bytes + offsets_bytes);
   auto* out_dev = static_cast<gpu::SampleOut*>(p[2]);
-  TESSERA_STATUS_TRY(gpu::sample_tokens(logits_dev, B, V, params_dev, penalties ? offsets_dev : nullptr,
-                                        penalties ? tokens_dev : nullptr, penalties ? counts_dev : nullptr,
-                                        penalties ? p[3] : nullptr, ws_bytes, out_dev, stream_));
+  TESSERA_STATUS_TRY(gpu::sample_tokens(logits_dev, B, V, params_dev, edited ? offsets_dev : nullptr,
+                                        edited ? edits_dev : nullptr, edited ? p[3] : nullptr, ws_bytes, out_dev,
+                                        stream_));
   std::vector<gpu::SampleOut> out(static_cast<size_t>(B));
   TESSERA_CUDA_TRY(
       cudaMemcpyAsync(out.data(), out_dev, out.size() * sizeof(gpu::SampleOut), cudaMemcpyDeviceToHost, stream_));

@@ -84,7 +84,8 @@ std::vector<int32_t> encode_text(const std::string& text, const std::string& nam
 // as unrecognized): a field that is silently ignored is a wrong answer the client cannot see.
 constexpr std::string_view kCommonFields[] = {
     "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "n", "seed", "presence_penalty",
-    "frequency_penalty", "stop", "stream", "stream_options", "ignore_eos", "return_token_ids", "logprobs",
+    "frequency_penalty", "stop", "stream", "stream_options", "ignore_eos", "return_token_ids", "logprobs", "logit_bias",
+    "min_p", "repetition_penalty", "stop_token_ids", "min_tokens",
     // accepted, no effect: who asks (OpenAI's abuse-monitoring ids), tags, a cache hint (prefix caching is automatic)
     "user", "safety_identifier", "metadata", "prompt_cache_key",
     // checked below: refused unless they ask for what is done anyway

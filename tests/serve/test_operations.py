@@ -4,8 +4,8 @@ the process and HTTP-duration families in it.
 
 Environment (set by ctest): TESSERA_BIN, TESSERA_ORACLES, TESSERA_DEFAULT_MODEL (optional).
 """
+import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -50,6 +50,17 @@ def assert_draining(s):
     assert requests.get(s.url + "/ready", timeout=10).status_code == 503
 
 
+@contextlib.contextmanager
+def serving(*args, **kw):
+    """A Served that is killed if the test leaves it running (a drain test ends it itself)."""
+    s = Served(*args, **kw)
+    try:
+        yield s
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+
+
 def drain_and_check(s, send_signal, max_tokens, exit_timeout):
     """One stream in flight, then send_signal(): new requests 503, /ready 503, the stream ends complete; returns
     the exit code and the seconds from the signal to the exit."""
@@ -68,18 +79,14 @@ def drain_and_check(s, send_signal, max_tokens, exit_timeout):
 def test_sigterm_to_launch_drains_an_mpirun_cluster_and_exits_0(tmp_path):
     # What a pod gets: the kubelet's SIGTERM goes to PID 1, `tessera launch`, which forwards SIGUSR1 through mpirun
     log = tmp_path / "serve.log"
-    s = Served(SMOL, "--set", "server.drain_timeout_s=60", tp=1, launcher=[BIN, "launch", "--"],
-               stderr_path=str(log), env={"TESSERA_LOG_LEVEL": "info"})
-    try:
+    with serving(SMOL, "--set", "server.drain_timeout_s=60", tp=1, launcher=[BIN, "launch", "--"],
+                 stderr_path=str(log), env={"TESSERA_LOG_LEVEL": "info"}) as s:
         code, elapsed = drain_and_check(s, lambda: s.proc.send_signal(signal.SIGTERM), 150, 60)
-        assert code == 0, log.read_text()[-3000:]
-        assert elapsed < 60
-        text = log.read_text()
-        assert "odls_base_sigkill_timeout 1 (the default)" in text  # mpirun's default cannot drain: said at start
-        assert "drained: exiting" in text
-    finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
+    assert code == 0, log.read_text()[-3000:]
+    assert elapsed < 60
+    text = log.read_text()
+    assert "odls_base_sigkill_timeout 1 (the default)" in text  # mpirun's default cannot drain: said at start
+    assert "drained: exiting" in text
 
 
 @needs_smol
@@ -88,31 +95,22 @@ def test_sigterm_to_mpirun_drains_from_its_kill_sequence(tmp_path):
     # SIGKILL after as long again, and exits 1 whatever the ranks did (docs/deploy.md): the coordinator drains
     # from the SIGCONT, so the stream completes and nothing is SIGKILLed when the timeout covers the drain.
     log = tmp_path / "serve.log"
-    s = Served(SMOL, "--set", "server.drain_timeout_s=12", tp=1,
-               mpi_args=["--mca", "odls_base_sigkill_timeout", "11"], stderr_path=str(log),
-               env={"TESSERA_LOG_LEVEL": "info"})
-    try:
+    with serving(SMOL, "--set", "server.drain_timeout_s=12", tp=1,
+                 mpi_args=["--mca", "odls_base_sigkill_timeout", "11"], stderr_path=str(log),
+                 env={"TESSERA_LOG_LEVEL": "info"}) as s:
         code, _ = drain_and_check(s, lambda: s.proc.send_signal(signal.SIGTERM), 150, 60)
-        text = log.read_text()
-        assert "mpirun is ending the job: draining" in text, text[-3000:]
-        assert "drained: exiting" in text
-        assert "odls_base_sigkill_timeout" not in text.split("mpirun is ending")[0]  # 11 s covers a 12 s drain
-        assert "signal 9" not in text and "second signal" not in text
-        assert code in (0, 1), text[-3000:]  # 1: Open MPI's own exit code after its kill sequence
-    finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
+    text = log.read_text()
+    assert "mpirun is ending the job: draining" in text, text[-3000:]
+    assert "drained: exiting" in text
+    assert "odls_base_sigkill_timeout" not in text.split("mpirun is ending")[0]  # 11 s covers a 12 s drain
+    assert "signal 9" not in text and "second signal" not in text
+    assert code in (0, 1), text[-3000:]  # 1: Open MPI's own exit code after its kill sequence
 
 
 @needs_smol
 def test_sigusr1_drains_like_sigterm():
-    s = Served(SMOL, "--set", "server.drain_timeout_s=60")
-    try:
-        code, _ = drain_and_check(s, lambda: s.proc.send_signal(signal.SIGUSR1), 150, 60)
-        assert code == 0
-    finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
+    with serving(SMOL, "--set", "server.drain_timeout_s=60") as s:
+        assert drain_and_check(s, lambda: s.proc.send_signal(signal.SIGUSR1), 150, 60)[0] == 0
 
 
 @needs_tiny

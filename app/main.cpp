@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -51,7 +52,7 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 
 using tessera::app::resolve_model;
 
-std::vector<int32_t> parse_ids(const std::string& s) {
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag = "--prompt-ids") {
   std::vector<int32_t> ids;
   std::stringstream ss(s);
   std::string item;
@@ -62,10 +63,36 @@ std::vector<int32_t> parse_ids(const std::string& s) {
       if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("range");
       ids.push_back(static_cast<int32_t>(v));
     } catch (const std::exception&) {
-      throw Error("--prompt-ids: '" + item + "' is not a token id");
+      throw Error(flag + ": '" + item + "' is not a token id");
     }
   }
   return ids;
+}
+
+// --logit-bias TOKEN=BIAS (repeatable), the API's logit_bias: distinct tokens, bias in [-100, 100], at most 300.
+std::vector<tessera::LogitBias> parse_logit_bias(const std::vector<std::string>& items) {
+  std::vector<tessera::LogitBias> out;
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    const std::vector<int32_t> id = parse_ids(item.substr(0, eq), "--logit-bias");
+    double bias = 0;
+    try {
+      size_t used = 0;
+      if (eq == std::string::npos) throw std::invalid_argument("no =");
+      bias = std::stod(item.substr(eq + 1), &used);
+      if (used != item.size() - eq - 1) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      throw Error("--logit-bias: expected TOKEN=BIAS (e.g. 1234=-100), got '" + item + "'");
+    }
+    if (id.size() != 1 || !(std::fabs(bias) <= tessera::kMaxLogitBiasValue))
+      throw Error("--logit-bias: '" + item + "': one token id and a bias in [-100, 100]");
+    for (const auto& e : out)
+      if (e.token == id[0]) throw Error("--logit-bias: token " + std::to_string(id[0]) + " given twice");
+    out.push_back({id[0], static_cast<float>(bias)});
+  }
+  if (static_cast<int32_t>(out.size()) > tessera::kMaxLogitBias)
+    throw Error("--logit-bias: at most " + std::to_string(tessera::kMaxLogitBias) + " entries");
+  return out;
 }
 
 struct GenerateOptions {
@@ -76,6 +103,7 @@ struct GenerateOptions {
   float temperature = 0.0f, top_p = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
   float repetition_penalty = 1.0f, min_p = 0.0f;
   int32_t top_k = -1, min_tokens = 0;
+  std::vector<std::string> logit_bias, stop_token_ids;
   std::optional<uint64_t> seed;
   std::string output = "text";
   bool chat = false, ignore_eos = false;
@@ -110,12 +138,17 @@ int run_generate(const GenerateOptions& o, const tessera::parallel::Topology& to
   sp.validate();  // the ranges of common/sampling.h, named as the sampler names them
   std::vector<int32_t> stop_ids;
   if (tok && !o.ignore_eos) stop_ids = tok->stop_ids();
+  for (const std::string& list : o.stop_token_ids)
+    for (int32_t id : parse_ids(list, "--stop-token-ids"))
+      stop_ids.push_back(id);  // as the API's stop_token_ids: also with --ignore-eos
+  const std::vector<tessera::LogitBias> logit_bias = parse_logit_bias(o.logit_bias);
   auto add = [&](std::vector<int32_t> ids) {
     tessera::coordinator::GenerateRequest r;
     r.prompt = std::move(ids);
     r.max_tokens = o.max_tokens;
     r.sampling = sp;
     r.stop_ids = stop_ids;
+    r.logit_bias = logit_bias;
     reqs.push_back(std::move(r));
   };
   for (const auto& ids : o.prompt_ids) add(parse_ids(ids));
@@ -233,6 +266,8 @@ int main(int argc, char** argv) {
   gen->add_option("--repetition-penalty", g.repetition_penalty, "(0, 2], over prompt and generated tokens; 1 = off");
   gen->add_option("--min-p", g.min_p, "[0, 1]; 0 = off");
   gen->add_option("--min-tokens", g.min_tokens, "no end-of-sequence token before this many tokens");
+  gen->add_option("--logit-bias", g.logit_bias, "TOKEN=BIAS, bias in [-100, 100], added to the token's logit (repeat)");
+  gen->add_option("--stop-token-ids", g.stop_token_ids, "comma-separated token ids that also end a sequence");
   gen->add_option("--seed", g.seed, "sampling seed (default: random)");
   gen->add_option("--output", g.output, "text or json")->check(CLI::IsMember({"text", "json"}));
   gen->add_flag("--chat", g.chat, "wrap the prompt in the model's chat template as a user message");

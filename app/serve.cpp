@@ -237,7 +237,7 @@ void add_serve_options(CLI::App& cmd, ServeCli& cli) {
   cmd.add_option("--config", cli.config, "YAML configuration (deploy/examples/cluster.yaml documents every key)");
   cmd.add_option("--model", cli.model, "model.path: a .gguf file, a Hugging Face directory, or 'default'");
   cmd.add_option("--host", cli.host, "server.host");
-  cmd.add_option("--port", cli.port, "server.port (0: any free port)")->check(CLI::Range(0, 65535));
+  cmd.add_option("--port", cli.port, "server.port")->check(CLI::Range(1, 65535));
   cmd.add_option("--tp", cli.tp, "parallel.tp (under mpirun: the number of worker processes)");
   cmd.add_option("--backend", cli.backend, "backend.kind: auto (CUDA when a GPU is visible, else CPU), cpu or cuda");
   cmd.add_option("--dtype", cli.dtype, "backend.dtype: the GPU storage type, bf16, fp16 or fp32");

@@ -70,6 +70,7 @@ std::vector<GenerateResult> generate(parallel::Dispatcher& dispatcher, const Mod
     r->max_tokens = g.max_tokens;
     r->sampling = g.sampling;
     r->stop_ids = g.stop_ids;
+    r->logit_bias = g.logit_bias;
     sinks.push_back(std::make_shared<CollectingSink>(i, results[i], on_token));
     r->sink = sinks.back();
     std::string why;

@@ -21,7 +21,8 @@ struct GenerateRequest {
   std::vector<int32_t> prompt;  // non-empty
   int32_t max_tokens = 16;      // >= 1
   SamplingParams sampling;
-  std::vector<int32_t> stop_ids;  // generation ends after emitting one of these (it is kept in the output)
+  std::vector<int32_t> stop_ids;      // generation ends after emitting one of these (it is kept in the output)
+  std::vector<LogitBias> logit_bias;  // distinct tokens, at most kMaxLogitBias (common/sampling.h)
 };
 
 struct GenerateResult {

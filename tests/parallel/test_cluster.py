@@ -100,6 +100,19 @@ def test_smollm2_tp3_gives_the_tokens_of_tp1():
 
 
 @pytest.mark.skipif(not SMOL, reason="TESSERA_DEFAULT_MODEL is not set")
+def test_smollm2_logit_bias_and_stop_token_ids_on_the_command_line_at_tp3():
+    # The API's logit_bias and stop_token_ids as `generate` flags, through the workers' sampler at TP 3.
+    args = ["--chat", "--prompt", "What is the capital of France?", "--max-tokens", "6"]
+    first = token_ids(generate(SMOL, 0, *args))[0]
+    banned = token_ids(generate(SMOL, 3, *args, "--logit-bias", f"{first[0]}=-100"))[0]
+    assert banned[0] != first[0]
+    stopped = generate(SMOL, 0, *args, "--stop-token-ids", str(first[2]))
+    assert token_ids(stopped)[0] == first[:3] and json.loads(stopped.stdout.splitlines()[-1])["finish_reason"] == "stop"
+    bad = generate(SMOL, 0, *args, "--logit-bias", "12=lots")
+    assert bad.returncode == 2 and "--logit-bias" in bad.stderr and "12=lots" in bad.stderr
+
+
+@pytest.mark.skipif(not SMOL, reason="TESSERA_DEFAULT_MODEL is not set")
 def test_smollm2_refuses_tp2_naming_the_sizes_that_work():
     t0 = time.monotonic()
     proc = generate(SMOL, 2, "--prompt", "hi", "--max-tokens", "2", timeout=60)

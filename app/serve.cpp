@@ -282,7 +282,17 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
 
   // The port before the model: a busy port or a bad host fails in well under a second, not after the load. Until
   // the engine is up every route answers 503 (the process is alive, the model loading: what a startupProbe and a
-  // load balancer need to see), then the API takes over.
+  // load balancer need to see), then the API takes over. GET /metrics answers from the start (tessera_ready 0,
+  // the process families), so that a scraper sees the target up while a large model loads and no "down" alert
+  // fires; unless an API key guards it (it is not in server.public_routes), then it waits like the rest.
+  const std::string path = resolve_model(cfg.model.path);
+  const std::string name = served_name(cfg, path);
+  // Buckets of the length histograms up to the configured context: the served one is min(that, the model's).
+  monitoring::Metrics metrics(name, cfg.scheduler.max_ctx);
+  const auto& open_routes = cfg.server.public_routes;
+  const bool metrics_while_loading =
+      cfg.metrics.enabled && (cfg.server.api_key.empty() ||
+                              std::find(open_routes.begin(), open_routes.end(), "/metrics") != open_routes.end());
   coordinator::http::ServerOptions ho;
   ho.host = cfg.server.host;
   ho.port = cfg.server.port;
@@ -299,13 +309,14 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
           h = live;
         }
         if (h) return (*h)(std::move(req), std::move(ex));
+        if (metrics_while_loading && req.method == "GET" && req.path == "/metrics" && req.error_status == 0)
+          return ex->respond({200, "text/plain; version=0.0.4; charset=utf-8", metrics.exposition(), {}});
         ex->respond(coordinator::api::to_response(
             coordinator::api::ApiError(coordinator::api::ErrorKind::kUnavailable, "not ready: the model is loading")));
       });
   server.start();
   spdlog::info("listening on http://{}:{} (503 until the model is loaded)", cfg.server.host, server.port());
 
-  const std::string path = resolve_model(cfg.model.path);
   std::optional<tokenizer::Tokenizer> tok;
   try {
     tok = tokenizer::Tokenizer::from_model_path(path);
@@ -313,10 +324,8 @@ int run_serve(const coordinator::ServeConfig& cfg, const parallel::Topology& top
     spdlog::warn("no tokenizer ({}): serving token-id prompts only", e.what());
   }
   Cluster cluster = start_cluster(topo, path, cfg.parallel.tp, cfg.parallel.step_timeout_s, backend_options(cfg));
-  const std::string name = served_name(cfg, path);
   const auto max_ctx = static_cast<int32_t>(std::min<int64_t>(cfg.scheduler.max_ctx, cluster.config.max_ctx));
 
-  monitoring::Metrics metrics(name, max_ctx);
   coordinator::SchedulerOptions so;
   so.n_slots = cfg.scheduler.max_running;
   so.max_ctx = max_ctx;

@@ -6,6 +6,7 @@ Environment (set by ctest): TESSERA_BIN, TESSERA_ORACLES, TESSERA_DEFAULT_MODEL 
 """
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import time
 import pytest
 import requests
 
-from served import BIN, ORACLES, SMOL, TINY, Served, assert_openai_error, metric_sum
+from served import BIN, ENV, ORACLES, SMOL, TINY, Served, assert_openai_error, free_port, metric_sum
 
 needs_smol = pytest.mark.skipif(not SMOL, reason="TESSERA_DEFAULT_MODEL is not set")
 needs_tiny = pytest.mark.skipif(not ORACLES, reason="TESSERA_ORACLES is not set")
@@ -167,3 +168,41 @@ def test_metrics_pass_promtool_with_process_and_http_duration_families():
         pytest.skip("promtool is not installed (scripts/install-deps.sh installs it): the lint did not run")
     lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.skipif(not BIN, reason="TESSERA_BIN is not set")
+def test_metrics_answer_while_the_model_loads(tmp_path):
+    # A model "file" that is a FIFO: every open() of it blocks until a writer comes, so the load stays in
+    # progress as long as the test likes. Meanwhile /health is 503 (what a startupProbe waits on) and /metrics
+    # answers 200 with tessera_ready 0, so the scraper's `up` stays 1 during a long load.
+    fifo = tmp_path / "slow.gguf"
+    os.mkfifo(fifo)
+    port = free_port()
+    proc = subprocess.Popen([BIN, "serve", "--model", str(fifo), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = requests.get(url + "/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the port was not bound before the model load"
+                time.sleep(0.1)
+        assert health.status_code == 503 and "loading" in health.text
+        m = requests.get(url + "/metrics", timeout=5)
+        assert m.status_code == 200 and m.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert 'tessera_ready{model_name="slow"} 0' in m.text and "process_resident_memory_bytes" in m.text
+        # Let every blocked open() see an empty file: the load fails, naming the file, exit 2.
+        while proc.poll() is None and time.monotonic() < deadline + 30:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader at this moment
+                pass
+            time.sleep(0.1)
+        assert proc.wait(timeout=30) == 2
+        assert str(fifo) in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates curl unzip
   libboost-dev libyaml-cpp-dev prometheus-cpp-dev libopenmpi-dev openmpi-bin nlohmann-json3-dev
-  libopenblas-openmp-dev libpcre2-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libopenblas-openmp-dev libpcre2-dev libicu-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip python3-torch python3-numpy clang-format prometheus debootstrap
 )
 

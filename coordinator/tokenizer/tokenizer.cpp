@@ -12,9 +12,10 @@
 namespace tessera::tokenizer {
 
 std::shared_ptr<const TokenizerData> finish_tokenizer(std::unique_ptr<TokenizerData> d) {
-  TESSERA_CHECK(d->bpe != nullptr);
+  TESSERA_CHECK((d->bpe != nullptr) != (d->wordpiece != nullptr));
+  const TokenMap& vocab = d->bpe ? d->bpe->vocab() : d->wordpiece->vocab();
   int32_t n = 0;
-  for (const auto& [tok, id] : d->bpe->vocab()) {
+  for (const auto& [tok, id] : vocab) {
     if (id < 0) throw Error(d->source + ": negative token id " + std::to_string(id) + " for '" + tok + "'");
     n = std::max(n, id + 1);
   }
@@ -23,7 +24,7 @@ std::shared_ptr<const TokenizerData> finish_tokenizer(std::unique_ptr<TokenizerD
   d->id_to_token.assign(n, "");
   d->id_to_bytes.assign(n, "");
   d->special.assign(n, 0);
-  for (const auto& [tok, id] : d->bpe->vocab()) d->id_to_token[id] = tok;
+  for (const auto& [tok, id] : vocab) d->id_to_token[id] = tok;
   for (const auto& t : d->added.tokens()) {
     if (t.id < 0) throw Error(d->source + ": added token '" + t.content + "' has a negative id");
     d->id_to_token[t.id] = t.content;
@@ -31,8 +32,10 @@ std::shared_ptr<const TokenizerData> finish_tokenizer(std::unique_ptr<TokenizerD
   }
   // HF's ByteLevel decoder: a token whose characters are all in the byte alphabet stands for those bytes;
   // any other token (e.g. an added token with a space in it) stands for its own UTF-8 text.
+  // A WordPiece token stands for its own text (token_bytes; decode() joins tokens its own way).
   for (int32_t id = 0; id < n; ++id) {
-    if (!byte_level::to_bytes(d->id_to_token[id], d->id_to_bytes[id])) d->id_to_bytes[id] = d->id_to_token[id];
+    if (d->wordpiece || !byte_level::to_bytes(d->id_to_token[id], d->id_to_bytes[id]))
+      d->id_to_bytes[id] = d->id_to_token[id];
   }
   for (const char* name : {"bos", "eos"}) {
     const int32_t id = name[0] == 'b' ? d->bos_id : d->eos_id;
@@ -76,6 +79,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
       continue;
     }
     words.clear();
+    if (d.wordpiece) {
+      owned.push_back(d.bert_normalizer ? bert_normalize(p.text, d.bert_options) : std::string(p.text));
+      bert_pre_tokenize(owned.back(), words);
+      for (std::string_view w : words) d.wordpiece->encode_word(w, ids);
+      continue;
+    }
     d.pre_tokenizer.split(p.text, words, owned);
     for (std::string_view w : words) d.bpe->encode_word(w, ids);
   }
@@ -83,12 +92,35 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
   return ids;
 }
 
+std::vector<int32_t> Tokenizer::encode_truncated(std::string_view text, int32_t max_length, bool add_special,
+                                                 bool parse_special) const {
+  std::vector<int32_t> ids = encode(text, false, parse_special);
+  const TokenizerData& d = *data_;
+  const int32_t n_special = add_special ? int32_t{d.add_bos} + int32_t{d.add_eos} : 0;
+  if (max_length > 0) ids.resize(std::min(ids.size(), size_t(std::max(0, max_length - n_special))));
+  if (add_special && d.add_bos) ids.insert(ids.begin(), d.bos_id);
+  if (add_special && d.add_eos) ids.push_back(d.eos_id);
+  return ids;
+}
+
+int32_t Tokenizer::max_length() const { return data_->max_length; }
+
 std::string Tokenizer::token_bytes(int32_t id) const {
   if (id < 0 || id >= data_->vocab_size) throw Error("tokenizer: token id " + std::to_string(id) + " is out of range");
   return data_->id_to_bytes[id];
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  if (data_->wordpiece) {
+    std::vector<std::string> tokens;
+    for (int32_t id : ids) {
+      if (id < 0 || id >= data_->vocab_size)
+        throw Error("tokenizer: token id " + std::to_string(id) + " is out of range");
+      if (skip_special && data_->special[id]) continue;
+      tokens.push_back(data_->id_to_token[id]);
+    }
+    return wordpiece_decode(tokens, data_->wordpiece->prefix(), data_->wordpiece_cleanup);
+  }
   std::string bytes;
   for (int32_t id : ids) {
     if (id < 0 || id >= data_->vocab_size)
@@ -106,7 +138,7 @@ std::string Tokenizer::id_to_token(int32_t id) const {
 int32_t Tokenizer::token_to_id(std::string_view token) const {
   for (const auto& t : data_->added.tokens())
     if (t.content == token) return t.id;
-  return data_->bpe->find(token);
+  return data_->bpe ? data_->bpe->find(token) : data_->wordpiece->find(token);
 }
 
 bool Tokenizer::is_special(int32_t id) const { return id >= 0 && id < data_->vocab_size && data_->special[id]; }
@@ -127,6 +159,12 @@ IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_spe
 
 std::string IncrementalDecoder::push(int32_t id) {
   if (skip_special_ && tokenizer_.is_special(id)) return {};
+  if (const TokenizerData& d = *tokenizer_.data_; d.wordpiece) {
+    std::string out =
+        wordpiece_decode_token(tokenizer_.token_bytes(id), first_, d.wordpiece->prefix(), d.wordpiece_cleanup);
+    first_ = false;
+    return out;
+  }
   pending_ += tokenizer_.token_bytes(id);
   size_t held = 0;
   std::string out = utf8::lossy(pending_, /*hold_back_incomplete=*/true, &held);
@@ -137,6 +175,7 @@ std::string IncrementalDecoder::push(int32_t id) {
 std::string IncrementalDecoder::flush() {
   std::string out = utf8::lossy(pending_);
   pending_.clear();
+  first_ = true;
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/pre_tokenizer.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "coordinator/tokenizer/wordpiece.h"
 
 namespace tessera::tokenizer {
 
@@ -23,8 +24,14 @@ inline constexpr int64_t kMaxVocab = int64_t{1} << 22;
 
 struct TokenizerData {
   std::string source;  // the file it came from, for messages
+  // Exactly one model: byte-level BPE (with pre_tokenizer) or WordPiece (BertNormalizer, BertPreTokenizer).
   std::unique_ptr<BpeModel> bpe;
   PreTokenizer pre_tokenizer;
+  std::unique_ptr<WordPieceModel> wordpiece;
+  bool bert_normalizer = false;  // WordPiece: normalize with bert_options (tokenizer.json normalizer non-null)
+  BertNormalizerOptions bert_options;
+  bool wordpiece_cleanup = true;  // the WordPiece decoder's cleanup flag
+  int32_t max_length = 0;         // truncation length, specials included (0: none)
   AddedTokens added;
   int32_t bos_id = -1, eos_id = -1;
   bool add_bos = false, add_eos = false;

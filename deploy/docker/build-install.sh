@@ -29,7 +29,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   build-essential cmake ninja-build pkg-config ca-certificates
   libboost-dev libyaml-cpp-dev prometheus-cpp-dev libopenmpi-dev openmpi-bin nlohmann-json3-dev
-  libopenblas-openmp-dev libpcre2-dev libspdlog-dev libcli11-dev
+  libopenblas-openmp-dev libpcre2-dev libicu-dev libspdlog-dev libcli11-dev
 )
 [[ "$flavor" == cuda ]] && packages+=(curl)
 

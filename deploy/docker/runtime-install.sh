@@ -34,6 +34,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   # ldd /opt/tessera/bin/tessera
   libopenblas0-openmp libgomp1 libopenmpi3 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 libpcre2-8-0
+  libicu72
   libyaml-cpp0.7
   # the launchers: mpirun/orted, and sshd for the multi-node workers
   openmpi-bin openssh-server openssh-client

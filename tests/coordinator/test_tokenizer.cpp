@@ -324,8 +324,11 @@ TEST(TokenizerErrors, NameTheFileAndKey) {
   j["model"].erase("merges");
   expect_error(j, "model.merges", "missing key");
   j = tiny_tokenizer_json(false);
-  j["model"]["type"] = "WordPiece";
+  j["model"]["type"] = "Unigram";
   expect_error(j, "model.type", "unsupported model type");
+  j = tiny_tokenizer_json(false);
+  j["model"]["type"] = "WordPiece";  // supported, but this vocabulary has no [UNK]
+  expect_error(j, "model.unk_token", "not in the vocabulary");
   j = tiny_tokenizer_json(false);
   j["pre_tokenizer"] = {{"type", "Metaspace"}};
   expect_error(j, "pre_tokenizer.type", "unsupported pre-tokenizer");

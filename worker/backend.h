@@ -19,11 +19,14 @@
 // Thread-safety: load_model is not reentrant over one device; the LoadedModel is driven by one engine loop.
 #pragma once
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "common/check.h"
 #include "parallel/communicator.h"
+#include "worker/encoder_runner.h"
 #include "worker/model_runner.h"
 
 namespace tessera::worker {
@@ -46,10 +49,17 @@ int cuda_device_count(std::string* why = nullptr);
 // "cpu" or "cuda" for options.kind; throws when cuda is asked for and cannot run here.
 std::string resolve_backend(const BackendOptions& options);
 
+// A decoder (GPT-2, Llama) gives a ModelRunner; an encoder (BERT family, worker/encoder_runner.h) an EncoderRunner:
+// is_encoder() says which, and only the matching accessor may be called (the other one is a programmer error).
 class LoadedModel {
  public:
   virtual ~LoadedModel() = default;
+  virtual bool is_encoder() const { return false; }
   virtual ModelRunner& runner() = 0;
+  virtual EncoderRunner& encoder() {  // an encoder's only
+    TESSERA_CHECK_MSG(false, "encoder() called on a decoder model");
+    std::abort();
+  }
   virtual std::string backend() const = 0;            // "cpu" | "cuda"
   virtual std::string describe() const = 0;           // for the logs: device, dtype, weight bytes
   virtual double weight_bytes() const = 0;            // this rank's weights as stored by the backend
